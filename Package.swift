@@ -1,0 +1,70 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Postern",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "postern", targets: ["postern"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Pure values: addresses, header fields, dot-stuffing. No I/O.
+        .target(name: "MailCore"),
+        // Accounts, mailboxes, durable group commit; SQLite (GRDB) and message files.
+        .target(name: "Store", dependencies: [
+            "MailCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CryptoExtras", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        // Shared wire layer: CRLF-only bounded line framing over ByteBuffer.
+        .target(name: "Wire", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // SMTP submission: wire format, pure session state machine, NIO server.
+        .target(name: "SMTP", dependencies: [
+            "MailCore", "Wire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // POP3: wire format, pure session state machine, NIO server.
+        .target(name: "POP3", dependencies: [
+            "MailCore", "Wire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Composition root: configuration, wiring, lifecycle, CLI commands.
+        .target(name: "PosternApp", dependencies: [
+            "MailCore", "Store", "SMTP", "POP3",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "postern", dependencies: ["PosternApp", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .testTarget(name: "WireTests", dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "MailCoreTests", dependencies: ["MailCore"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "MailCore", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "SMTPTests", dependencies: ["SMTP", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "POP3Tests", dependencies: ["POP3", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "PosternAppTests", dependencies: ["PosternApp", "Store", "SMTP", "POP3"]),
+    ]
+)

@@ -1,0 +1,77 @@
+import NIOCore
+
+/// Byte-exact multi-line output of stored messages (RFC 1939 section 3, POP-3).
+///
+/// One pass over the stored bytes: runs between line-initial dots are copied as whole slices, so a
+/// message costs no per-line allocation.
+public enum POP3DotStuffing {
+    private static let dot = UInt8(ascii: ".")
+    private static let cr = UInt8(ascii: "\r")
+    private static let lf = UInt8(ascii: "\n")
+
+    /// Appends `message` dot-stuffed, CRLF-terminated, followed by the terminating `.CRLF`.
+    ///
+    /// - Parameter maxBodyLines: `nil` for RETR; for `TOP n l` the line count `l`: the header, the
+    ///   blank line and at most `l` lines of the body are sent (RFC 1939 section 7, TOP).
+    ///
+    /// A line starts at the beginning of the message and after every LF. Stored messages use CRLF
+    /// lines, so this is RFC 1939's rule; for a stray bare LF it is the safe reading too, since a
+    /// client that splits on LF would otherwise take a lone "." there as the end of the response.
+    public static func writeMultiline(
+        _ message: ByteBuffer, maxBodyLines: Int? = nil, into out: inout ByteBuffer
+    ) {
+        message.withUnsafeReadableBytes { bytes in
+            let end = maxBodyLines.map { topEnd(of: bytes, bodyLines: $0) } ?? bytes.count
+            // One reservation: the message, a little room for stuffed dots, CRLF and ".CRLF".
+            out.reserveCapacity(minimumWritableBytes: end + end / 256 + 8)
+
+            var chunkStart = 0
+            var lineStart = 0
+            while lineStart < end {
+                if bytes[lineStart] == dot {
+                    // RFC 1939 section 3: a line beginning with "." gets one more "." in front.
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[chunkStart..<lineStart]))
+                    out.writeInteger(dot)
+                    chunkStart = lineStart
+                }
+                guard let lineFeed = bytes[lineStart..<end].firstIndex(of: lf) else { break }
+                lineStart = lineFeed + 1
+            }
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[chunkStart..<end]))
+
+            // RFC 1939 section 3: the terminator is CRLF.CRLF, so the last line must end in CRLF.
+            let endsInCRLF = end >= 2 && bytes[end - 2] == cr && bytes[end - 1] == lf
+            if end > 0 && !endsInCRLF {
+                out.writeStaticString("\r\n")
+            }
+            out.writeStaticString(".\r\n")
+        }
+    }
+
+    /// The offset just past what `TOP n l` sends: the header up to and including the blank line
+    /// that ends it, then at most `bodyLines` lines. Without a blank line the whole message is
+    /// header.
+    static func topEnd(of bytes: UnsafeRawBufferPointer, bodyLines: Int) -> Int {
+        var lineStart = 0
+        var headerEnd: Int? = nil
+        while lineStart < bytes.count {
+            guard let lineFeed = bytes[lineStart..<bytes.count].firstIndex(of: lf) else { break }
+            let length = lineFeed - lineStart  // without the LF
+            if length == 0 || (length == 1 && bytes[lineStart] == cr) {
+                headerEnd = lineFeed + 1
+                break
+            }
+            lineStart = lineFeed + 1
+        }
+        guard var position = headerEnd else { return bytes.count }
+        var remaining = max(0, bodyLines)
+        while remaining > 0 && position < bytes.count {
+            guard let lineFeed = bytes[position..<bytes.count].firstIndex(of: lf) else {
+                return bytes.count  // the last line has no line break: it counts as one line
+            }
+            position = lineFeed + 1
+            remaining -= 1
+        }
+        return position
+    }
+}

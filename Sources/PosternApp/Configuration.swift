@@ -1,0 +1,260 @@
+import Foundation
+import MailCore
+import TOMLKit
+
+/// `host:port` of a listener or peer.
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `127.0.0.1:5587` or `[::1]:5587`.
+    public init?(_ text: String) {
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            portPart = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+        }
+        guard !hostPart.isEmpty, let port = Int(portPart), (0...65535).contains(port) else { return nil }
+        self.init(host: String(hostPart), port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// The whole configuration (OPS-3, CLI-4): one TOML file, every key optional, defaults from SPEC.
+public struct PosternConfiguration: Sendable, Equatable {
+    public var domain = "mail.i2p"
+    public var internetDomain = "i2pmail.org"
+    public var dataDirectory = "postern-data"
+    /// Account that receives postmaster@ and abuse@; nil: the oldest account.
+    public var operatorAccount: String?
+    public var extraReservedNames: [String] = []
+    public var logLevel = "info"
+
+    public var smtpListen = HostPort(host: "127.0.0.1", port: 5587)
+    public var maxMessageSize = 32 * 1_048_576
+    public var maxRecipients = 100
+    public var smtpMaxSessions = 1000
+    public var commandTimeout: Double = 300
+    public var dataTimeout: Double = 600
+
+    public var pop3Listen = HostPort(host: "127.0.0.1", port: 5110)
+    public var pop3MaxSessions = 1000
+    public var autologout: Double = 600
+
+    public var mailboxQuota = 50_000_000
+    public var internetRecipientsPerDay = 20
+    public var signupsPerHour = 10
+    public var authPenaltyBase: Double = 1
+    public var authPenaltyMax: Double = 15
+    public var nameQuarantine: Double = 180 * 86400
+
+    public init() {}
+}
+
+/// One problem in a configuration file, with the key it concerns (OPS-3).
+public struct ConfigurationError: Error, Equatable, CustomStringConvertible, Sendable {
+    public var key: String
+    public var message: String
+    public var line: Int?
+
+    public var description: String {
+        let location = line.map { "line \($0): " } ?? ""
+        return key.isEmpty ? "\(location)\(message)" : "\(location)\(key): \(message)"
+    }
+}
+
+public struct ConfigurationErrors: Error, CustomStringConvertible, Sendable {
+    public var errors: [ConfigurationError]
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+extension PosternConfiguration {
+    private enum Kind {
+        case string, hostPort, size, duration, positiveInt, fraction, bool, stringArray, table, dailyTimes
+    }
+
+    /// Every section and key SPEC CLI-4 names, with its type. Keys of features still to be built
+    /// are validated too, so a file written for a later version is checked the same way.
+    private static let schema: [String: [String: Kind]] = [
+        "server": ["domain": .string, "internet_domain": .string, "data_dir": .string, "operator": .string,
+                   "reserved_names": .stringArray, "log_level": .string],
+        "smtp": ["listen": .hostPort, "max_message_size": .size, "max_recipients": .positiveInt, "max_sessions": .positiveInt,
+                 "command_timeout": .duration, "data_timeout": .duration],
+        "pop3": ["listen": .hostPort, "max_sessions": .positiveInt, "autologout": .duration],
+        "web": ["listen": .hostPort],
+        "metrics": ["listen": .hostPort],
+        "limits": ["mailbox_quota": .size, "internet_recipients_per_day": .positiveInt, "signups_per_hour": .positiveInt,
+                   "auth_penalty_base": .duration, "auth_penalty_max": .duration, "name_quarantine": .duration],
+        "delay": ["default": .string, "defer_min": .duration, "defer_max": .duration, "batch_times": .dailyTimes,
+                  "pool_interval": .duration, "pool_min": .positiveInt, "pool_rate": .fraction],
+        "queue": ["retry_first": .duration, "give_up_after": .duration, "delay_notice_after": .duration],
+        "relay": ["address": .hostPort, "username": .string, "password_file": .string],
+        "scan": ["clamd": .string, "on_unavailable": .string],
+        "irc": ["server": .hostPort, "nick": .string, "notice_interval": .duration, "nickserv_password_file": .string],
+        "i2p": ["sam": .hostPort, "publish": .stringArray, "keys_dir": .string, "options": .table],
+        "gateway": ["mx_listen": .hostPort, "core_listen": .hostPort, "core": .hostPort, "resolver": .hostPort,
+                    "dkim_selector": .string, "dkim_key_file": .string, "tls_cert": .string, "tls_key": .string, "dnsbl": .stringArray],
+        "webmail": ["listen": .hostPort, "smtp": .hostPort, "pop3": .hostPort, "data_dir": .string],
+    ]
+
+    /// Reads and validates a TOML file. Throws `ConfigurationErrors` listing every problem.
+    public static func load(path: String) throws -> PosternConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "", message: "cannot read configuration file \(path)")])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "", message: "configuration file is not UTF-8")])
+        }
+        return try parse(text)
+    }
+
+    public static func parse(_ text: String) throws -> PosternConfiguration {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: "", message: "TOML syntax error: \(error.description)",
+                                                                  line: error.source.begin.line)])
+        }
+        var errors: [ConfigurationError] = []
+        var config = PosternConfiguration()
+
+        for section in table.keys {
+            guard let keys = schema[section] else {
+                errors.append(ConfigurationError(key: section, message: "unknown section; known sections: \(schema.keys.sorted().joined(separator: ", "))"))
+                continue
+            }
+            guard let sectionTable = table[section]?.table else {
+                errors.append(ConfigurationError(key: section, message: "must be a table ([\(section)])"))
+                continue
+            }
+            for key in sectionTable.keys {
+                let fullKey = "\(section).\(key)"
+                guard let kind = keys[key] else {
+                    errors.append(ConfigurationError(key: fullKey, message: "unknown key; known keys of [\(section)]: \(keys.keys.sorted().joined(separator: ", "))"))
+                    continue
+                }
+                if let problem = check(sectionTable[key]!, kind: kind) {
+                    errors.append(ConfigurationError(key: fullKey, message: problem))
+                }
+            }
+        }
+        guard errors.isEmpty else { throw ConfigurationErrors(errors: errors) }
+
+        func value(_ section: String, _ key: String) -> (any TOMLValueConvertible)? { table[section]?.table?[key] }
+        func string(_ s: String, _ k: String) -> String? { value(s, k)?.string }
+        func hostPort(_ s: String, _ k: String) -> HostPort? { string(s, k).flatMap(HostPort.init) }
+        func size(_ s: String, _ k: String) -> Int? { string(s, k).flatMap(ByteSize.parse) ?? value(s, k)?.int }
+        func duration(_ s: String, _ k: String) -> Double? { string(s, k).flatMap(DurationText.parse) }
+        func int(_ s: String, _ k: String) -> Int? { value(s, k)?.int }
+
+        if let v = string("server", "domain") { config.domain = v.lowercased() }
+        if let v = string("server", "internet_domain") { config.internetDomain = v.lowercased() }
+        if let v = string("server", "data_dir") { config.dataDirectory = v }
+        if let v = string("server", "operator") { config.operatorAccount = v }
+        if let v = value("server", "reserved_names")?.array { config.extraReservedNames = v.compactMap { $0.string } }
+        if let v = string("server", "log_level") { config.logLevel = v }
+        if let v = hostPort("smtp", "listen") { config.smtpListen = v }
+        if let v = size("smtp", "max_message_size") { config.maxMessageSize = v }
+        if let v = int("smtp", "max_recipients") { config.maxRecipients = v }
+        if let v = int("smtp", "max_sessions") { config.smtpMaxSessions = v }
+        if let v = duration("smtp", "command_timeout") { config.commandTimeout = v }
+        if let v = duration("smtp", "data_timeout") { config.dataTimeout = v }
+        if let v = hostPort("pop3", "listen") { config.pop3Listen = v }
+        if let v = int("pop3", "max_sessions") { config.pop3MaxSessions = v }
+        if let v = duration("pop3", "autologout") { config.autologout = v }
+        if let v = size("limits", "mailbox_quota") { config.mailboxQuota = v }
+        if let v = int("limits", "internet_recipients_per_day") { config.internetRecipientsPerDay = v }
+        if let v = int("limits", "signups_per_hour") { config.signupsPerHour = v }
+        if let v = duration("limits", "auth_penalty_base") { config.authPenaltyBase = v }
+        if let v = duration("limits", "auth_penalty_max") { config.authPenaltyMax = v }
+        if let v = duration("limits", "name_quarantine") { config.nameQuarantine = v }
+
+        // Rules that tie keys together or bound values.
+        if EmailAddress("postmaster@\(config.domain)") == nil {
+            errors.append(ConfigurationError(key: "server.domain", message: "\"\(config.domain)\" is not a valid mail domain"))
+        }
+        if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(config.logLevel) {
+            errors.append(ConfigurationError(key: "server.log_level", message: "expected trace, debug, info, notice, warning, error or critical"))
+        }
+        if config.maxMessageSize < 1024 {
+            errors.append(ConfigurationError(key: "smtp.max_message_size", message: "must be at least 1KiB"))
+        }
+        if config.maxMessageSize > 1 << 30 {
+            errors.append(ConfigurationError(key: "smtp.max_message_size", message: "must be at most 1GiB"))
+        }
+        if config.maxRecipients > 1000 {
+            errors.append(ConfigurationError(key: "smtp.max_recipients", message: "must be at most 1000"))
+        }
+        if config.authPenaltyBase > config.authPenaltyMax {
+            errors.append(ConfigurationError(key: "limits.auth_penalty_base", message: "must not exceed limits.auth_penalty_max"))
+        }
+        if config.smtpListen.port != 0 && config.smtpListen == config.pop3Listen {
+            errors.append(ConfigurationError(key: "pop3.listen", message: "is the same address as smtp.listen"))
+        }
+        if let mode = string("delay", "default"), !["none", "defer", "batch", "pool"].contains(mode) {
+            errors.append(ConfigurationError(key: "delay.default", message: "expected none, defer, batch or pool"))
+        }
+        if let low = duration("delay", "defer_min"), let high = duration("delay", "defer_max"), low > high {
+            errors.append(ConfigurationError(key: "delay.defer_min", message: "must not exceed delay.defer_max"))
+        }
+        if let policy = string("scan", "on_unavailable"), !["tempfail", "accept"].contains(policy) {
+            errors.append(ConfigurationError(key: "scan.on_unavailable", message: "expected tempfail or accept"))
+        }
+        guard errors.isEmpty else { throw ConfigurationErrors(errors: errors) }
+        return config
+    }
+
+    /// Why a value does not fit its kind, or nil.
+    private static func check(_ value: any TOMLValueConvertible, kind: Kind) -> String? {
+        switch kind {
+        case .string:
+            return value.string == nil ? "expected a string" : nil
+        case .hostPort:
+            guard let text = value.string else { return "expected a string such as \"127.0.0.1:5587\"" }
+            return HostPort(text) == nil ? "\"\(text)\" is not host:port (such as \"127.0.0.1:5587\")" : nil
+        case .size:
+            if let n = value.int { return n > 0 ? nil : "must be positive" }
+            guard let text = value.string else { return "expected a size such as \"32MiB\" or \"50MB\"" }
+            return ByteSize.parse(text).map { $0 > 0 ? nil : "must be positive" } ?? "\"\(text)\" is not a size such as \"32MiB\" or \"50MB\""
+        case .duration:
+            guard let text = value.string else { return "expected a duration such as \"2000s\", \"5m\", \"4h\" or \"5d\"" }
+            return DurationText.parse(text) == nil ? "\"\(text)\" is not a duration such as \"2000s\", \"5m\", \"4h\" or \"5d\"" : nil
+        case .positiveInt:
+            guard let n = value.int else { return "expected a whole number" }
+            return n > 0 ? nil : "must be positive"
+        case .fraction:
+            guard let d = value.double ?? value.int.map(Double.init) else { return "expected a number between 0 and 1" }
+            return (d > 0 && d <= 1) ? nil : "must be greater than 0 and at most 1"
+        case .bool:
+            return value.bool == nil ? "expected true or false" : nil
+        case .stringArray:
+            guard let array = value.array else { return "expected an array of strings" }
+            return array.allSatisfy { $0.string != nil } ? nil : "expected an array of strings"
+        case .table:
+            return value.table == nil ? "expected a table" : nil
+        case .dailyTimes:
+            guard let array = value.array else { return "expected an array of \"HH:MM\" times (UTC)" }
+            for item in array {
+                guard let text = item.string else { return "expected an array of \"HH:MM\" times (UTC)" }
+                let parts = text.split(separator: ":")
+                guard parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0..<24).contains(h), (0..<60).contains(m) else {
+                    return "\"\(text)\" is not a time HH:MM"
+                }
+            }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import POP3
+import SMTP
+import ServiceLifecycle
+import Store
+
+/// `postern serve`: the SMTP submission and POP3 listeners over one data folder.
+public final class CoreService: Service {
+    private let configuration: PosternConfiguration
+    private let logger: Logger
+    /// Called with each "<name> listening on <address>" line (CLI-2).
+    private let announce: @Sendable (String) -> Void
+
+    public init(configuration: PosternConfiguration, logger: Logger, announce: @escaping @Sendable (String) -> Void) {
+        self.configuration = configuration
+        self.logger = logger
+        self.announce = announce
+    }
+
+    public func run() async throws {
+        let stores = try CoreStores(configuration: configuration, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let smtp = SubmissionServer(
+            configuration: SubmissionServerConfiguration(
+                host: configuration.smtpListen.host, port: configuration.smtpListen.port,
+                session: SubmissionSession.Configuration(domain: configuration.domain, maxMessageSize: configuration.maxMessageSize,
+                                                         maxRecipients: configuration.maxRecipients),
+                commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
+                dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)),
+                maxSessions: configuration.smtpMaxSessions),
+            backend: SubmissionService(stores: stores, logger: logger), group: group, logger: logger)
+        let pop3 = POP3Server(
+            configuration: POP3ServerConfiguration(host: configuration.pop3Listen.host, port: configuration.pop3Listen.port,
+                                                   autologout: .nanoseconds(Int64(configuration.autologout * 1e9)),
+                                                   maxSessions: configuration.pop3MaxSessions),
+            backend: MaildropService(stores: stores, logger: logger), group: group, logger: logger)
+
+        do {
+            let smtpAddress = try await smtp.start()
+            announce("smtp listening on \(Self.describe(smtpAddress))")
+            let pop3Address = try await pop3.start()
+            announce("pop3 listening on \(Self.describe(pop3Address))")
+            logger.info("postern serving", metadata: ["domain": "\(configuration.domain)"])
+            // OPS-4: run until SIGTERM/SIGINT, then stop accepting and let sessions end.
+            try? await gracefulShutdown()
+        } catch {
+            logger.error("cannot start listeners", metadata: ["error": "\(error)"])
+            await smtp.shutdown(gracePeriod: .zero)
+            await pop3.shutdown(gracePeriod: .zero)
+            await stores.close()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        logger.info("shutting down")
+        async let smtpDone: Void = smtp.shutdown(gracePeriod: .seconds(10))
+        async let pop3Done: Void = pop3.shutdown(gracePeriod: .seconds(10))
+        _ = await (smtpDone, pop3Done)
+        await stores.close()
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    static func describe(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}

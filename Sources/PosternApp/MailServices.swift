@@ -1,0 +1,190 @@
+import Logging
+import MailCore
+import NIOConcurrencyHelpers
+import NIOCore
+import POP3
+import SMTP
+import Store
+
+/// The stores a running core works on, opened once.
+public final class CoreStores: Sendable {
+    public let configuration: PosternConfiguration
+    public let folder: DataFolder
+    public let accounts: AccountStore
+    public let mail: MailStore
+    public let authenticator: Authenticator
+
+    public init(configuration: PosternConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        folder = try DataFolder(path: configuration.dataDirectory)
+        accounts = AccountStore(folder: folder,
+                                policy: AccountNamePolicy(domain: configuration.domain, extraReserved: configuration.extraReservedNames),
+                                quarantineDays: Int(configuration.nameQuarantine / 86400))
+        mail = try MailStore(folder: folder, logger: logger)
+        authenticator = Authenticator(accounts: accounts,
+                                      backoff: LoginBackoff(base: configuration.authPenaltyBase, maximum: configuration.authPenaltyMax),
+                                      logger: logger)
+    }
+
+    public func close() async {
+        await mail.close()
+        await authenticator.shutdown()
+    }
+
+    func quota(of account: Account) -> Int { account.quotaBytes ?? configuration.mailboxQuota }
+
+    /// The mailbox a local address delivers to: its account, or the operator's for postmaster@
+    /// and abuse@ (ACCT-2). nil when there is none.
+    func mailbox(for address: EmailAddress) async throws -> Account? {
+        let local = address.localPart.lowercased()
+        if local == "postmaster" || local == "abuse" {
+            return try await accounts.operatorAccount(configured: configuration.operatorAccount)
+        }
+        return try await accounts.find(local)
+    }
+}
+
+/// SMTP submission over the stores: the pipeline of docs/flow.md — check, prepare, store.
+final class SubmissionService: SubmissionBackend {
+    private let stores: CoreStores
+    private let logger: Logger
+
+    init(stores: CoreStores, logger: Logger) {
+        self.stores = stores
+        self.logger = logger
+    }
+
+    func authenticate(username: String, password: String) async -> SMTPAuthOutcome {
+        switch await stores.authenticator.verify(username: username, password: password) {
+        case .success(let account):
+            return .success(EmailAddress(localPart: account.name, domain: stores.configuration.domain))
+        case .failure:
+            logger.info("smtp authentication failed")
+            return .failure
+        case .temporaryFailure:
+            return .temporaryFailure
+        }
+    }
+
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?) async -> RecipientVerdict {
+        // SMTP-4: only local recipients until an Internet gateway exists; never an open relay.
+        guard recipient.domain == stores.configuration.domain else {
+            return .rejected(SMTPReply(550, "5.7.1", "Relaying to <\(recipient)> denied: this server has no Internet gateway configured"))
+        }
+        do {
+            guard let account = try await stores.mailbox(for: recipient) else {
+                return .rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>"))
+            }
+            // MBOX-2: refuse at RCPT when the mailbox is already full or the announced size does not fit.
+            if account.usedBytes + (declaredSize ?? 1) > stores.quota(of: account) {
+                return .rejected(SMTPReply(452, "4.2.2", "Mailbox full: <\(recipient)> is over its quota"))
+            }
+            return .accepted
+        } catch {
+            logger.error("recipient lookup failed", metadata: ["error": "\(type(of: error))"])
+            return .rejected(SMTPReply(451, "4.3.0", "Temporary local problem, try again later"))
+        }
+    }
+
+    func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
+        do {
+            var targets: [MailboxTarget] = []
+            for recipient in envelope.recipients {
+                guard let account = try await stores.mailbox(for: recipient) else {
+                    return .rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>"))
+                }
+                // Two addresses may name one mailbox (postmaster@ and the operator): deliver once.
+                if !targets.contains(where: { $0.accountID == account.id }) {
+                    targets.append(MailboxTarget(accountID: account.id, accountName: account.name, quotaBytes: stores.quota(of: account)))
+                }
+            }
+            // Privacy sanitising (PRIV-1..3) goes here, before anything is stored.
+            let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender)
+            try await stores.mail.deliver(prepared, to: targets)
+            logger.debug("message stored", metadata: ["recipients": "\(targets.count)"])
+            return .accepted
+        } catch DeliveryFailure.mailboxFull(let name) {
+            return .rejected(SMTPReply(552, "5.2.2", "Mailbox full: <\(name)@\(stores.configuration.domain)> has no room for this message"))
+        } catch {
+            logger.error("delivery failed", metadata: ["error": "\(error)"])
+            return .rejected(SMTPReply(451, "4.3.0", "Temporary local problem: message not stored, try again later"))
+        }
+    }
+}
+
+/// What the server adds to or removes from a submitted message before storing it.
+enum SubmissionPreparation {
+    /// Sets Return-Path (RFC 5321 4.4: the server's own, any client copy dropped) and adds a From
+    /// naming the account when the message has none (PRIV-1). Nothing else changes yet.
+    static func prepare(_ message: ByteBuffer, sender: EmailAddress) -> ByteBuffer {
+        let bytes = message.readableBytesView
+        let header = HeaderSection.parse(Array(bytes.prefix(256 * 1024)))
+        let hasFrom = !header.fields(named: "From").isEmpty
+        let returnPaths = header.fields(named: "Return-Path")
+        var out = ByteBufferAllocator().buffer(capacity: message.readableBytes + 128)
+        out.writeString("Return-Path: <\(sender)>\r\n")
+        if !hasFrom { out.writeString("From: <\(sender)>\r\n") }
+        if returnPaths.isEmpty {
+            var copy = message
+            out.writeBuffer(&copy)
+            return out
+        }
+        // Rebuild the header without the client's Return-Path fields, body untouched.
+        for field in header.fields where field.name.lowercased() != "return-path" {
+            out.writeBytes(field.raw)
+            out.writeStaticString("\r\n")
+        }
+        out.writeStaticString("\r\n")
+        if header.bodyOffset < bytes.count {
+            out.writeBytes(bytes[(bytes.startIndex + header.bodyOffset)...])
+        }
+        return out
+    }
+}
+
+/// POP3 over the stores, with the single-node exclusive maildrop lock (POP-2).
+final class MaildropService: POP3Backend {
+    private let stores: CoreStores
+    private let logger: Logger
+    private let locks = NIOLockedValueBox<Set<String>>([])
+
+    init(stores: CoreStores, logger: Logger) {
+        self.stores = stores
+        self.logger = logger
+    }
+
+    func authenticate(username: String, password: String) async -> POP3AuthOutcome {
+        switch await stores.authenticator.verify(username: username, password: password) {
+        case .success(let account): return .success(mailbox: account.name)
+        case .failure:
+            logger.info("pop3 authentication failed")
+            return .failure
+        case .temporaryFailure: return .temporaryFailure
+        }
+    }
+
+    func lockMaildrop(_ mailbox: String) async -> Bool {
+        locks.withLockedValue { $0.insert(mailbox).inserted }
+    }
+
+    func unlockMaildrop(_ mailbox: String) async {
+        _ = locks.withLockedValue { $0.remove(mailbox) }
+    }
+
+    private func accountID(_ mailbox: String) async throws -> Int64 {
+        guard let account = try await stores.accounts.find(mailbox) else { throw DeliveryFailure.storage("account gone") }
+        return account.id
+    }
+
+    func listMessages(in mailbox: String) async throws -> [POP3MessageInfo] {
+        try await stores.mail.messages(ofAccount: try await accountID(mailbox)).map { POP3MessageInfo(uid: $0.uid, size: $0.size) }
+    }
+
+    func messageBytes(in mailbox: String, uid: String) async throws -> ByteBuffer {
+        try await stores.mail.content(ofAccount: try await accountID(mailbox), uid: uid)
+    }
+
+    func deleteMessages(in mailbox: String, uids: [String]) async throws {
+        try await stores.mail.delete(ofAccount: try await accountID(mailbox), uids: uids)
+    }
+}

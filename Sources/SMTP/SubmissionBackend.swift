@@ -1,0 +1,46 @@
+import MailCore
+import NIOCore
+
+/// What an SMTP submission session needs from the rest of Postern. PosternApp implements it over
+/// the Store; tests implement it in memory. Nothing here runs on an event loop.
+public protocol SubmissionBackend: Sendable {
+    /// Verifies a login (SMTP-6: the per-account back-off may make this take seconds).
+    func authenticate(username: String, password: String) async -> SMTPAuthOutcome
+    /// Decides whether `recipient` may receive mail from `sender` (SMTP-4). `declaredSize` is the
+    /// MAIL FROM SIZE parameter, if any, for the quota check (MBOX-2).
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?) async -> RecipientVerdict
+    /// Makes the message durable for every recipient. Returns only once it is on disk (SMTP-7).
+    func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome
+}
+
+public enum SMTPAuthOutcome: Sendable, Equatable {
+    /// Logged in as this account; MAIL FROM and header From must be this address (SMTP-3).
+    case success(EmailAddress)
+    case failure
+    case temporaryFailure
+}
+
+public enum RecipientVerdict: Sendable, Equatable {
+    case accepted
+    case rejected(SMTPReply)
+}
+
+public enum DeliveryOutcome: Sendable, Equatable {
+    case accepted
+    case rejected(SMTPReply)
+}
+
+/// The envelope of one submitted message (RFC 5321 2.3.1).
+public struct SubmissionEnvelope: Sendable, Equatable {
+    public var sender: EmailAddress
+    public var recipients: [EmailAddress]
+    public var bodyType: BodyType
+    public var smtpUTF8: Bool
+
+    public init(sender: EmailAddress, recipients: [EmailAddress], bodyType: BodyType = .sevenBit, smtpUTF8: Bool = false) {
+        self.sender = sender
+        self.recipients = recipients
+        self.bodyType = bodyType
+        self.smtpUTF8 = smtpUTF8
+    }
+}

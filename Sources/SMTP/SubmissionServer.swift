@@ -1,0 +1,307 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Wire
+
+public struct SubmissionServerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var session: SubmissionSession.Configuration
+    /// RFC 5321 4.5.3.2.7 recommends 5 minutes for the server waiting for a command (SMTP-6).
+    public var commandTimeout: TimeAmount
+    /// Time allowed between two reads while receiving message data (SMTP-6: 10 minutes).
+    public var dataTimeout: TimeAmount
+    /// Global cap on concurrent sessions: all I2P clients arrive from 127.0.0.1, so no per-IP limit.
+    public var maxSessions: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 5587, session: SubmissionSession.Configuration = .init(),
+                commandTimeout: TimeAmount = .minutes(5), dataTimeout: TimeAmount = .minutes(10), maxSessions: Int = 1000) {
+        self.host = host
+        self.port = port
+        self.session = session
+        self.commandTimeout = commandTimeout
+        self.dataTimeout = dataTimeout
+        self.maxSessions = maxSessions
+    }
+}
+
+/// The SMTP submission listener: NIO moves bytes, `SubmissionSession` decides.
+public final class SubmissionServer: Sendable {
+    private let configuration: SubmissionServerConfiguration
+    private let backend: any SubmissionBackend
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var serverChannel: (any Channel)?
+        var sessions: [ObjectIdentifier: any Channel] = [:]
+        var shuttingDown = false
+    }
+
+    public init(configuration: SubmissionServerConfiguration, backend: any SubmissionBackend, group: any EventLoopGroup, logger: Logger) {
+        self.configuration = configuration
+        self.backend = backend
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Binds and starts accepting; returns the bound address (port 0 picks a free port).
+    public func start() async throws -> SocketAddress {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try self.admit(channel)
+                }
+            }
+        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        state.withLockedValue { $0.serverChannel = channel }
+        return channel.localAddress!
+    }
+
+    private func admit(_ channel: any Channel) throws {
+        let id = ObjectIdentifier(channel)
+        let accepted: Bool = state.withLockedValue { state in
+            guard !state.shuttingDown, state.sessions.count < configuration.maxSessions else { return false }
+            state.sessions[id] = channel
+            return true
+        }
+        channel.closeFuture.whenComplete { [state] _ in
+            _ = state.withLockedValue { $0.sessions.removeValue(forKey: id) }
+        }
+        let handler = SubmissionHandler(configuration: configuration, backend: backend, logger: logger, admitted: accepted)
+        try channel.pipeline.syncOperations.addHandler(handler)
+    }
+
+    /// Stops accepting, lets sessions finish for up to `gracePeriod`, then closes the rest (OPS-4).
+    /// A session whose message has not been acknowledged loses nothing: the client still holds it.
+    public func shutdown(gracePeriod: TimeAmount) async {
+        let (server, sessions) = state.withLockedValue { state -> ((any Channel)?, [any Channel]) in
+            state.shuttingDown = true
+            return (state.serverChannel, Array(state.sessions.values))
+        }
+        try? await server?.close()
+        for channel in sessions {
+            channel.pipeline.fireUserInboundEventTriggered(SubmissionHandler.ShutdownRequested())
+        }
+        let deadline = NIODeadline.now() + gracePeriod
+        while NIODeadline.now() < deadline {
+            if state.withLockedValue({ $0.sessions.isEmpty }) { return }
+            try? await Task.sleep(nanoseconds: 50_000_000)
+        }
+        for channel in state.withLockedValue({ Array($0.sessions.values) }) {
+            try? await channel.close()
+        }
+    }
+}
+
+/// One connection. Confined to its channel's event loop; effects run in tasks and come back to
+/// the loop before they touch the session.
+final class SubmissionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct ShutdownRequested {}
+
+    private let configuration: SubmissionServerConfiguration
+    private let backend: any SubmissionBackend
+    private let logger: Logger
+    private let admitted: Bool
+    private var session: SubmissionSession
+    private var framer: CRLFLineFramer
+    private var output: ByteBuffer
+    private var timeout: Scheduled<Void>?
+    private var readPaused = false
+    private var readRequested = false
+    private var shutdownRequested = false
+    private var closing = false
+
+    init(configuration: SubmissionServerConfiguration, backend: any SubmissionBackend, logger: Logger, admitted: Bool) {
+        self.configuration = configuration
+        self.backend = backend
+        self.logger = logger
+        self.admitted = admitted
+        self.session = SubmissionSession(configuration: configuration.session)
+        self.framer = CRLFLineFramer(maxLineLength: SubmissionSession.InputMode.command.lineLimit)
+        self.output = ByteBufferAllocator().buffer(capacity: 512)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard admitted else {
+            closing = true
+            SMTPReply(421, "4.7.0", "Too many sessions, try again later").write(into: &output)
+            flushAndClose(context: context)
+            return
+        }
+        session.greeting().write(into: &output)
+        writeReplies(context: context)
+        armTimeout(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        closing = true
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        framer.append(unwrapInboundIn(data))
+        armTimeout(context: context)
+        process(context: context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ShutdownRequested {
+            shutdownRequested = true
+            closeIfIdleForShutdown(context: context)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("smtp session error", metadata: ["error": "\(type(of: error))"])
+        context.close(promise: nil)
+    }
+
+    // Back-pressure: no reads while an effect is outstanding or too much input is buffered.
+    func read(context: ChannelHandlerContext) {
+        if readPaused {
+            readRequested = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// Feeds buffered input to the session until it waits for an effect or needs more bytes.
+    private func process(context: ChannelHandlerContext) {
+        while !closing && !session.awaitingEffect && !session.isClosed {
+            let mode = session.inputMode
+            var actions: [SubmissionSession.Action]
+            if case .chunk(let remaining) = mode {
+                guard let bytes = framer.nextBytes(upTo: remaining) else { break }
+                actions = session.chunk(bytes)
+            } else {
+                framer.maxLineLength = mode.lineLimit
+                guard let frame = framer.next() else { break }
+                switch (frame, mode) {
+                case (.line(let line), .dataLine): actions = session.dataLine(line)
+                case (.line(let line), _): actions = session.command(line)
+                case (.tooLong, _): actions = session.framingError(.tooLong)
+                case (.bareLineBreak, _): actions = session.framingError(.bareLineBreak)
+                }
+            }
+            perform(actions, context: context)
+        }
+        if output.readableBytes > 0 { writeReplies(context: context) }
+        closeIfIdleForShutdown(context: context)
+        updateReadPause(context: context)
+    }
+
+    private func perform(_ actions: [SubmissionSession.Action], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .reply(let reply):
+                reply.write(into: &output)
+            case .close:
+                flushAndClose(context: context)
+            case .authenticate(let username, let password):
+                // Replies before this one go out now: the check may take seconds (back-off).
+                writeReplies(context: context)
+                runEffect(context: context, { [backend] in await backend.authenticate(username: username, password: password) }) {
+                    $0.authenticated($1)
+                }
+            case .checkRecipient(let recipient, let sender, let size):
+                runEffect(context: context, { [backend] in await backend.checkRecipient(recipient, sender: sender, declaredSize: size) }) {
+                    $0.recipientChecked($1)
+                }
+            case .deliver(let envelope, let message):
+                runEffect(context: context, { [backend] in await backend.deliver(envelope, message: message) }) {
+                    $0.delivered($1)
+                }
+            }
+        }
+    }
+
+    /// Runs `work` off the event loop and feeds its result back to the session on the loop.
+    private func runEffect<Result: Sendable>(
+        context: ChannelHandlerContext,
+        _ work: @escaping @Sendable () async -> Result,
+        resume: @escaping (inout SubmissionSession, Result) -> [SubmissionSession.Action]
+    ) {
+        let loop = context.eventLoop
+        let boundContext = NIOLoopBound(context, eventLoop: loop)
+        let boundSelf = NIOLoopBound(self, eventLoop: loop)
+        loop.makeFutureWithTask(work).assumeIsolated().whenSuccess { result in
+            let handler = boundSelf.value
+            guard !handler.closing else { return }
+            let actions = resume(&handler.session, result)
+            handler.armTimeout(context: boundContext.value)
+            handler.perform(actions, context: boundContext.value)
+            handler.process(context: boundContext.value)
+        }
+    }
+
+    private func updateReadPause(context: ChannelHandlerContext) {
+        let shouldPause = session.awaitingEffect || framer.bufferedByteCount > 256 * 1024
+        if readPaused && !shouldPause {
+            readPaused = false
+            if readRequested {
+                readRequested = false
+                context.read()
+            }
+        } else {
+            readPaused = shouldPause
+        }
+    }
+
+    private func closeIfIdleForShutdown(context: ChannelHandlerContext) {
+        // OPS-4: a session between commands is closed at once; one in DATA or waiting for the
+        // store finishes first (the server's grace period bounds it).
+        guard shutdownRequested, !closing, !session.awaitingEffect, session.inputMode == .command,
+              framer.bufferedByteCount == 0 else { return }
+        SMTPReply(421, "4.3.2", "Server shutting down, try again later").write(into: &output)
+        flushAndClose(context: context)
+    }
+
+    private func armTimeout(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        let amount = session.inputMode == .command || session.inputMode == .authResponse
+            ? configuration.commandTimeout : configuration.dataTimeout
+        let boundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timeout = context.eventLoop.scheduleTask(in: amount) {
+            let handler = boundSelf.value
+            guard !handler.closing, !handler.session.awaitingEffect else { return }
+            // RFC 5321 4.5.3.2: on timeout the server closes; 421 tells the client why.
+            SMTPReply(421, "4.4.2", "Timeout waiting for client, closing connection").write(into: &handler.output)
+            handler.flushAndClose(context: boundContext.value)
+        }
+    }
+
+    private func writeReplies(context: ChannelHandlerContext) {
+        guard output.readableBytes > 0 else { return }
+        let bytes = output
+        output = context.channel.allocator.buffer(capacity: 512)
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    private func flushAndClose(context: ChannelHandlerContext) {
+        guard !closing || output.readableBytes > 0 else { return }
+        closing = true
+        timeout?.cancel()
+        let bytes = output
+        output = context.channel.allocator.buffer(capacity: 0)
+        context.writeAndFlush(wrapOutboundOut(bytes)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+}

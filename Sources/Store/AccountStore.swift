@@ -1,0 +1,254 @@
+import Foundation
+import GRDB
+import MailCore
+
+/// Per-account settings (ACCT-5). Later issues give them effect; the values are kept now.
+public enum DelayMode: String, Sendable, CaseIterable {
+    case none, `defer`, batch, pool
+}
+
+public struct Account: Sendable, Equatable {
+    public var id: Int64
+    /// The local part, lower case (ACCT-2).
+    public var name: String
+    public var passwordHash: String
+    /// nil: the configured default (MBOX-2).
+    public var quotaBytes: Int?
+    public var usedBytes: Int
+    public var delayMode: DelayMode
+    public var ircNick: String?
+    public var keyListing: Bool
+    public var htmlSanitise: Bool
+    /// nil: the configured default (QUOTA-1).
+    public var internetQuota: Int?
+
+    init(row: Row) {
+        id = row["id"]
+        name = row["name"]
+        passwordHash = row["password_hash"]
+        quotaBytes = row["quota_bytes"]
+        usedBytes = row["used_bytes"]
+        delayMode = DelayMode(rawValue: row["delay_mode"]) ?? .defer
+        ircNick = row["irc_nick"]
+        keyListing = row["key_listing"]
+        htmlSanitise = row["html_sanitise"]
+        internetQuota = row["internet_quota"]
+    }
+}
+
+public enum AccountError: Error, Equatable, CustomStringConvertible {
+    case invalidName(String)
+    case reserved(String)
+    case quarantined(String, untilDay: Int)
+    case exists(String)
+    case notFound(String)
+    case passwordTooShort
+    case invalidSetting(String)
+
+    public var description: String {
+        switch self {
+        case .invalidName(let why): return "invalid account name: \(why)"
+        case .reserved(let name): return "the name \(name) is reserved"
+        case .quarantined(let name, let day):
+            let date = Date(timeIntervalSince1970: Double(day) * 86400)
+            return "the name \(name) belonged to a deleted account and stays reserved until \(ISO8601DateFormatter.dayOnly.string(from: date))"
+        case .exists(let name): return "an account named \(name) already exists"
+        case .notFound(let name): return "no account named \(name)"
+        case .passwordTooShort: return "the password must be at least \(PasswordHash.minimumPasswordLength) characters long"
+        case .invalidSetting(let why): return why
+        }
+    }
+}
+
+extension ISO8601DateFormatter {
+    nonisolated(unsafe) static let dayOnly: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        return formatter
+    }()
+}
+
+/// The rules for account names (ACCT-2), pure.
+public struct AccountNamePolicy: Sendable {
+    public static let builtinReserved: Set<String> = [
+        "postmaster", "abuse", "root", "admin", "hostmaster", "webmaster", "mailer-daemon", "noreply",
+    ]
+    public var domain: String
+    public var reserved: Set<String>
+
+    public init(domain: String, extraReserved: [String] = []) {
+        self.domain = domain.lowercased()
+        self.reserved = Self.builtinReserved.union(extraReserved.map { $0.lowercased() })
+    }
+
+    /// Accepts `alice` or `alice@<domain>`; returns the lower-case local part.
+    public func normalise(_ input: String) throws(AccountError) -> String {
+        var name = input.lowercased()
+        if let at = name.lastIndex(of: "@") {
+            guard name[name.index(after: at)...] == domain else {
+                throw .invalidName("addresses of this server end in @\(domain)")
+            }
+            name = String(name[..<at])
+        }
+        guard (2...32).contains(name.count) else { throw .invalidName("2 to 32 characters") }
+        guard name.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-" }) else {
+            throw .invalidName("only a-z, 0-9, '.', '_' and '-' are allowed")
+        }
+        guard let first = name.first, first.isLetter || first.isNumber else {
+            throw .invalidName("must start with a letter or a digit")
+        }
+        return name
+    }
+
+    /// Like `normalise`, and refuses reserved names (for registration).
+    public func validateNew(_ input: String) throws(AccountError) -> String {
+        let name = try normalise(input)
+        if reserved.contains(name) { throw .reserved(name) }
+        return name
+    }
+}
+
+/// Accounts in the database (ACCT-1..4).
+public final class AccountStore: Sendable {
+    public let folder: DataFolder
+    public let policy: AccountNamePolicy
+    /// Days a deleted name stays reserved (ACCT-4; default 180).
+    public let quarantineDays: Int
+    public let hashParameters: PasswordHash.Parameters
+
+    public init(folder: DataFolder, policy: AccountNamePolicy, quarantineDays: Int = 180,
+                hashParameters: PasswordHash.Parameters = .standard) {
+        self.folder = folder
+        self.policy = policy
+        self.quarantineDays = quarantineDays
+        self.hashParameters = hashParameters
+    }
+
+    static func today() -> Int { Int(Date().timeIntervalSince1970 / 86400) }
+
+    public func create(name input: String, password: String, quotaBytes: Int? = nil) throws -> Account {
+        let name = try policy.validateNew(input)
+        guard password.count >= PasswordHash.minimumPasswordLength else { throw AccountError.passwordTooShort }
+        let hash = try PasswordHash.make(password: password, parameters: hashParameters).encoded
+        return try folder.database.write { db in
+            if let until = try Int.fetchOne(db, sql: "SELECT until_day FROM quarantine WHERE name = ?", arguments: [name]) {
+                if until > Self.today() { throw AccountError.quarantined(name, untilDay: until) }
+                try db.execute(sql: "DELETE FROM quarantine WHERE name = ?", arguments: [name])
+            }
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM account WHERE name = ?", arguments: [name]) == true {
+                throw AccountError.exists(name)
+            }
+            try db.execute(sql: "INSERT INTO account (name, password_hash, quota_bytes) VALUES (?, ?, ?)",
+                           arguments: [name, hash, quotaBytes])
+            return Account(row: try Row.fetchOne(db, sql: "SELECT * FROM account WHERE id = ?", arguments: [db.lastInsertedRowID])!)
+        }
+    }
+
+    public func find(_ input: String) throws -> Account? {
+        guard let name = try? policy.normalise(input) else { return nil }
+        return try folder.database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM account WHERE name = ?", arguments: [name]).map(Account.init(row:))
+        }
+    }
+
+    public func find(_ input: String) async throws -> Account? {
+        guard let name = try? policy.normalise(input) else { return nil }
+        return try await folder.database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM account WHERE name = ?", arguments: [name]).map(Account.init(row:))
+        }
+    }
+
+    public func require(_ input: String) throws -> Account {
+        guard let account = try find(input) else { throw AccountError.notFound(input.lowercased()) }
+        return account
+    }
+
+    public func all() throws -> [Account] {
+        try folder.database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM account ORDER BY name").map(Account.init(row:))
+        }
+    }
+
+    /// The operator's account, which receives postmaster@ and abuse@ (ACCT-2): the configured
+    /// one, or else the oldest account.
+    public func operatorAccount(configured: String?) async throws -> Account? {
+        if let configured { return try await find(configured) }
+        return try await folder.database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM account ORDER BY id LIMIT 1").map(Account.init(row:))
+        }
+    }
+
+    public func setPassword(_ input: String, password: String) throws {
+        guard password.count >= PasswordHash.minimumPasswordLength else { throw AccountError.passwordTooShort }
+        let account = try require(input)
+        let hash = try PasswordHash.make(password: password, parameters: hashParameters).encoded
+        try folder.database.write { db in
+            try db.execute(sql: "UPDATE account SET password_hash = ? WHERE id = ?", arguments: [hash, account.id])
+        }
+    }
+
+    /// Applies `key=value` settings (ACCT-5). Every key is validated before anything is written.
+    public func apply(settings: [(String, String)], to input: String) throws -> Account {
+        let account = try require(input)
+        var assignments: [(String, (any DatabaseValueConvertible)?)] = []
+        for (key, value) in settings {
+            switch key {
+            case "quota":
+                if value == "default" { assignments.append(("quota_bytes", nil)); continue }
+                guard let bytes = ByteSize.parse(value), bytes > 0 else {
+                    throw AccountError.invalidSetting("quota: expected a size such as 50MB or 1GiB, or 'default'")
+                }
+                assignments.append(("quota_bytes", bytes))
+            case "delay":
+                guard let mode = DelayMode(rawValue: value) else {
+                    throw AccountError.invalidSetting("delay: expected one of none, defer, batch, pool")
+                }
+                assignments.append(("delay_mode", mode.rawValue))
+            case "irc_nick":
+                // RFC 2812 2.3.1 nickname: letter or special first, then letters, digits, specials, '-'.
+                let valid = value.isEmpty || (value.count <= 30 && value.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "[]\\`_^{|}-".contains($0)) }
+                    && !(value.first!.isNumber || value.first! == "-"))
+                guard valid else { throw AccountError.invalidSetting("irc_nick: not a valid IRC nickname (RFC 2812 2.3.1)") }
+                assignments.append(("irc_nick", value.isEmpty ? nil : value))
+            case "key_listing", "html_sanitise":
+                guard let flag = ["on": true, "yes": true, "true": true, "off": false, "no": false, "false": false][value] else {
+                    throw AccountError.invalidSetting("\(key): expected on or off")
+                }
+                assignments.append((key, flag))
+            case "internet_quota":
+                if value == "default" { assignments.append(("internet_quota", nil)); continue }
+                guard let count = Int(value), count >= 0, count <= 100_000 else {
+                    throw AccountError.invalidSetting("internet_quota: expected a number of recipients per 24 hours, or 'default'")
+                }
+                assignments.append(("internet_quota", count))
+            default:
+                throw AccountError.invalidSetting("unknown setting \(key): use quota, delay, irc_nick, key_listing, html_sanitise or internet_quota")
+            }
+        }
+        return try folder.database.write { db in
+            for (column, value) in assignments {
+                try db.execute(sql: "UPDATE account SET \(column) = ? WHERE id = ?", arguments: [value, account.id])
+            }
+            return Account(row: try Row.fetchOne(db, sql: "SELECT * FROM account WHERE id = ?", arguments: [account.id])!)
+        }
+    }
+
+    /// Deletes the account and every message of it, at once and for good (ACCT-4), and reserves the
+    /// name for the quarantine period. Returns the number of messages removed.
+    @discardableResult
+    public func delete(_ input: String) throws -> Int {
+        let account = try require(input)
+        let uids: [String] = try folder.database.write { db in
+            let uids = try String.fetchAll(db, sql: "SELECT uid FROM message WHERE account_id = ?", arguments: [account.id])
+            try db.execute(sql: "DELETE FROM message WHERE account_id = ?", arguments: [account.id])
+            try db.execute(sql: "DELETE FROM account WHERE id = ?", arguments: [account.id])
+            try db.execute(sql: "INSERT OR REPLACE INTO quarantine (name, until_day) VALUES (?, ?)",
+                           arguments: [account.name, Self.today() + quarantineDays])
+            return uids
+        }
+        for uid in uids {
+            unlink(folder.messagesDirectory.appendingPathComponent(uid).path)
+        }
+        return uids.count
+    }
+}

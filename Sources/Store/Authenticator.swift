@@ -1,0 +1,133 @@
+import Crypto
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+public enum LoginResult: Sendable, Equatable {
+    case success(Account)
+    case failure
+    /// The check could not be made (database error, or the account's back-off queue is too long).
+    case temporaryFailure
+}
+
+/// Exponential login back-off per account, across connections and protocols (SMTP-6, POP-4).
+///
+/// Every I2P client arrives from 127.0.0.1, so limits are per account, never per address. After
+/// n consecutive failures, attempts on that account are admitted one at a time, `base · 2^(n-1)`
+/// apart (capped at `maximum`), whichever connection they come from: parallel guessing gains
+/// nothing. A success clears the record. Pure value, so the schedule can be tested directly.
+public struct LoginBackoff: Sendable {
+    public var base: Double
+    public var maximum: Double
+    /// An attempt that would wait longer than this is answered "try later" at once.
+    public var maximumWait: Double
+    private var records: [String: (failures: Int, nextSlot: Double)] = [:]
+
+    public init(base: Double = 1, maximum: Double = 15, maximumWait: Double = 60) {
+        self.base = base
+        self.maximum = maximum
+        self.maximumWait = maximumWait
+    }
+
+    /// Reserves the next attempt slot for `name`; returns how long to wait before checking, or nil
+    /// when the wait would exceed `maximumWait`.
+    public mutating func admit(_ name: String, now: Double) -> Double? {
+        guard let record = records[name], record.failures > 0 else { return 0 }
+        let slot = max(now, record.nextSlot)
+        guard slot - now <= maximumWait else { return nil }
+        records[name]!.nextSlot = slot + penalty(failures: record.failures)
+        return slot - now
+    }
+
+    public mutating func recordFailure(_ name: String, now: Double) {
+        var record = records[name] ?? (0, now)
+        record.failures += 1
+        record.nextSlot = max(record.nextSlot, now + penalty(failures: record.failures))
+        records[name] = record
+        if records.count > 100_000 { records = records.filter { $0.value.nextSlot > now } }
+    }
+
+    public mutating func recordSuccess(_ name: String) {
+        records.removeValue(forKey: name)
+    }
+
+    public func penalty(failures: Int) -> Double {
+        guard failures > 0 else { return 0 }
+        return min(maximum, base * pow(2, Double(min(failures - 1, 30))))
+    }
+
+    public func failures(of name: String) -> Int { records[name]?.failures ?? 0 }
+}
+
+/// Checks logins for SMTP, POP3 and (later) the web, with the shared back-off.
+///
+/// A verified password is remembered for a while as a keyed hash (key made at start, held in
+/// memory only), so a client that logs in for every message does not pay a full scrypt each time.
+/// The cache entry is bound to the stored hash, so a password change invalidates it at once.
+public final class Authenticator: Sendable {
+    private let accounts: AccountStore
+    private let logger: Logger
+    private let pool: NIOThreadPool
+    private let backoff: NIOLockedValueBox<LoginBackoff>
+    private let cache = NIOLockedValueBox<[SHA256Digest: Double]>([:])
+    private let cacheKey = SymmetricKey(size: .bits256)
+    private let cacheLifetime: Double
+    private let dummyHash: PasswordHash
+
+    public init(accounts: AccountStore, backoff: LoginBackoff = LoginBackoff(), cacheLifetime: Double = 600, logger: Logger) {
+        self.accounts = accounts
+        self.logger = logger
+        self.backoff = NIOLockedValueBox(backoff)
+        self.cacheLifetime = cacheLifetime
+        self.pool = NIOThreadPool(numberOfThreads: max(1, System.coreCount))
+        pool.start()
+        // Unknown names cost the same scrypt as known ones: timing reveals no account list.
+        self.dummyHash = (try? PasswordHash.make(password: "unknown-account-dummy", parameters: accounts.hashParameters))
+            ?? PasswordHash(parameters: accounts.hashParameters, salt: Array(repeating: 0, count: 16), hash: Array(repeating: 0, count: 32))
+    }
+
+    public func shutdown() async {
+        try? await pool.shutdownGracefully()
+    }
+
+    public func verify(username: String, password: String) async -> LoginResult {
+        let key = (try? accounts.policy.normalise(username)) ?? "invalid:" + username.lowercased().prefix(64)
+        let now = Date().timeIntervalSince1970
+        guard let wait = backoff.withLockedValue({ $0.admit(key, now: now) }) else { return .temporaryFailure }
+        if wait > 0 { try? await Task.sleep(nanoseconds: UInt64(wait * 1_000_000_000)) }
+
+        let account: Account?
+        do {
+            account = try await accounts.find(username)
+        } catch {
+            logger.error("account lookup failed", metadata: ["error": "\(type(of: error))"])
+            return .temporaryFailure
+        }
+        let stored = account.flatMap { PasswordHash(encoded: $0.passwordHash) }
+        let fingerprint = HMAC<SHA256>.authenticationCode(
+            for: Array("\(key)\u{0}\(account?.passwordHash ?? "")\u{0}\(password)".utf8), using: cacheKey)
+        let digest = SHA256.hash(data: Data(fingerprint))
+        let cachedUntil = cache.withLockedValue { $0[digest] }
+        var valid = false
+        if let cachedUntil, account != nil, cachedUntil > Date().timeIntervalSince1970 {
+            valid = true
+        } else {
+            let hash = stored ?? dummyHash
+            let matches = (try? await pool.runIfActive { hash.verify(password: password) }) ?? false
+            valid = matches && stored != nil
+        }
+        let later = Date().timeIntervalSince1970
+        if valid, let account {
+            backoff.withLockedValue { $0.recordSuccess(key) }
+            cache.withLockedValue { cache in
+                if cache.count > 10_000 { cache = cache.filter { $0.value > later } }
+                cache[digest] = later + cacheLifetime
+            }
+            return .success(account)
+        }
+        backoff.withLockedValue { $0.recordFailure(key, now: later) }
+        return .failure
+    }
+}

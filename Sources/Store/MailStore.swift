@@ -1,0 +1,341 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import GRDB
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A message in a mailbox (MBOX-3): its never-reused id and its stored size.
+public struct StoredMessage: Sendable, Equatable {
+    public var uid: String
+    public var size: Int
+}
+
+/// Raised on the new-mail event stream (MBOX-4) once a delivery is durable.
+public struct NewMailEvent: Sendable, Equatable {
+    public var accountID: Int64
+    public var accountName: String
+    public var count: Int
+}
+
+public enum DeliveryFailure: Error, Equatable, Sendable {
+    /// The mailbox of this account has no room for the message (MBOX-2).
+    case mailboxFull(accountName: String)
+    /// The disk or database failed; nothing was stored.
+    case storage(String)
+}
+
+/// One recipient mailbox for a delivery: the account and its effective quota.
+public struct MailboxTarget: Sendable, Equatable {
+    public var accountID: Int64
+    public var accountName: String
+    public var quotaBytes: Int
+
+    public init(accountID: Int64, accountName: String, quotaBytes: Int) {
+        self.accountID = accountID
+        self.accountName = accountName
+        self.quotaBytes = quotaBytes
+    }
+}
+
+/// Mailboxes: message files plus their index rows, written with group commit.
+///
+/// `deliver` returns only when the message files and their index rows are on disk (SMTP-7).
+/// Concurrent deliveries are gathered by one committer thread into batches that share one journal
+/// commit for the files, one directory fsync and one SQLite WAL commit, so durability costs little
+/// throughput. A crash at any point leaves either nothing (the client got no 250 and still holds
+/// the message) or a complete delivery; files without an index row are removed at start.
+public final class MailStore: Sendable {
+    public let folder: DataFolder
+    private let logger: Logger
+    private let committer: GroupCommitter
+    private let readPool: NIOThreadPool
+    private let subscribers = NIOLockedValueBox<[UUID: AsyncStream<NewMailEvent>.Continuation]>([:])
+
+    public init(folder: DataFolder, logger: Logger) throws {
+        self.folder = folder
+        self.logger = logger
+        self.committer = GroupCommitter(folder: folder, logger: logger)
+        self.readPool = NIOThreadPool(numberOfThreads: 2)
+        readPool.start()
+        try removeOrphans()
+        committer.start()
+    }
+
+    public func close() async {
+        committer.stop()
+        try? await readPool.shutdownGracefully()
+    }
+
+    /// Stores `message` in each target mailbox. Throws `DeliveryFailure`.
+    public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget]) async throws {
+        let events = try await committer.submit(message: message, targets: targets)
+        publish(events)
+    }
+
+    public func messages(ofAccount accountID: Int64) async throws -> [StoredMessage] {
+        try await folder.database.read { db in
+            try Row.fetchAll(db, sql: "SELECT uid, size FROM message WHERE account_id = ? ORDER BY id", arguments: [accountID])
+                .map { StoredMessage(uid: $0["uid"], size: $0["size"]) }
+        }
+    }
+
+    /// The stored bytes of one message of this account (read on a thread pool, never on an event loop).
+    public func content(ofAccount accountID: Int64, uid: String) async throws -> ByteBuffer {
+        let owned = try await folder.database.read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM message WHERE account_id = ? AND uid = ?", arguments: [accountID, uid]) ?? false
+        }
+        guard owned else { throw DeliveryFailure.storage("no such message") }
+        let path = folder.messagesDirectory.appendingPathComponent(uid).path
+        return try await readPool.runIfActive {
+            try Self.readFile(path)
+        }
+    }
+
+    /// Removes messages for good: index rows first (one transaction), then the files.
+    public func delete(ofAccount accountID: Int64, uids: [String]) async throws {
+        guard !uids.isEmpty else { return }
+        try await folder.database.write { db in
+            for uid in uids {
+                guard let size = try Int.fetchOne(db, sql: "SELECT size FROM message WHERE account_id = ? AND uid = ?",
+                                                  arguments: [accountID, uid]) else { continue }
+                try db.execute(sql: "DELETE FROM message WHERE account_id = ? AND uid = ?", arguments: [accountID, uid])
+                try db.execute(sql: "UPDATE account SET used_bytes = max(0, used_bytes - ?) WHERE id = ?", arguments: [size, accountID])
+            }
+        }
+        let directory = folder.messagesDirectory
+        try await readPool.runIfActive {
+            for uid in uids { unlink(directory.appendingPathComponent(uid).path) }
+        }
+    }
+
+    /// New-mail events (MBOX-4) from now on.
+    public func newMailEvents() -> AsyncStream<NewMailEvent> {
+        let (stream, continuation) = AsyncStream<NewMailEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        let id = UUID()
+        subscribers.withLockedValue { $0[id] = continuation }
+        continuation.onTermination = { [subscribers] _ in
+            _ = subscribers.withLockedValue { $0.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    private func publish(_ events: [NewMailEvent]) {
+        let continuations = subscribers.withLockedValue { Array($0.values) }
+        for event in events {
+            for continuation in continuations { continuation.yield(event) }
+        }
+    }
+
+    /// Message files with no index row are leftovers of a crash before their commit: the client
+    /// never got a 250 for them. Remove them.
+    private func removeOrphans() throws {
+        let known = Set(try folder.database.read { db in try String.fetchAll(db, sql: "SELECT uid FROM message") })
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.messagesDirectory.path)) ?? []
+        var removed = 0
+        for name in names where !known.contains(name) {
+            unlink(folder.messagesDirectory.appendingPathComponent(name).path)
+            removed += 1
+        }
+        if removed > 0 { logger.info("removed unacknowledged message files left by a crash", metadata: ["count": "\(removed)"]) }
+    }
+
+    static func readFile(_ path: String) throws -> ByteBuffer {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DeliveryFailure.storage("cannot open message file (errno \(errno))") }
+        defer { _ = Glibc.close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw DeliveryFailure.storage("cannot stat message file") }
+        let size = Int(info.st_size)
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        var remaining = size
+        while remaining > 0 {
+            let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: remaining) { pointer in
+                let n = read(fd, pointer.baseAddress, min(pointer.count, remaining))
+                return n > 0 ? n : 0
+            }
+            if count == 0 { break }
+            remaining -= count
+        }
+        guard remaining == 0 else { throw DeliveryFailure.storage("short read of message file") }
+        return buffer
+    }
+}
+
+/// The single writer: gathers concurrent deliveries and commits them in batches (SMTP-7).
+final class GroupCommitter: Sendable {
+    struct Job {
+        var message: ByteBuffer
+        var targets: [MailboxTarget]
+        var continuation: CheckedContinuation<[NewMailEvent], any Error>
+    }
+
+    private struct Queue {
+        var jobs: [Job] = []
+        var stopped = false
+    }
+
+    private let folder: DataFolder
+    private let logger: Logger
+    private let queue = NIOLockedValueBox(Queue())
+    private let wakeUp = ConditionLock(value: 0)
+
+    init(folder: DataFolder, logger: Logger) {
+        self.folder = folder
+        self.logger = logger
+    }
+
+    func start() {
+        let thread = Thread { [self] in self.run() }
+        thread.name = "postern-committer"
+        thread.start()
+    }
+
+    func stop() {
+        queue.withLockedValue { $0.stopped = true }
+        wakeUp.lock()
+        wakeUp.unlock(withValue: 1)
+    }
+
+    func submit(message: ByteBuffer, targets: [MailboxTarget]) async throws -> [NewMailEvent] {
+        try await withCheckedThrowingContinuation { continuation in
+            let accepted = queue.withLockedValue { queue -> Bool in
+                guard !queue.stopped else { return false }
+                queue.jobs.append(Job(message: message, targets: targets, continuation: continuation))
+                return true
+            }
+            guard accepted else {
+                continuation.resume(throwing: DeliveryFailure.storage("store is shutting down"))
+                return
+            }
+            wakeUp.lock()
+            wakeUp.unlock(withValue: 1)
+        }
+    }
+
+    private func run() {
+        while true {
+            wakeUp.lock(whenValue: 1)
+            let (jobs, stopped) = queue.withLockedValue { queue -> ([Job], Bool) in
+                let jobs = queue.jobs
+                queue.jobs.removeAll(keepingCapacity: true)
+                return (jobs, queue.stopped)
+            }
+            wakeUp.unlock(withValue: 0)
+            if !jobs.isEmpty { commit(jobs) }
+            if stopped && jobs.isEmpty { return }
+        }
+    }
+
+    private struct Written {
+        var uid: String
+        var target: MailboxTarget
+        var size: Int
+    }
+
+    private func commit(_ jobs: [Job]) {
+        let directory = folder.messagesDirectory.path
+        var written: [[Written]] = Array(repeating: [], count: jobs.count)
+        var failures: [Int: DeliveryFailure] = [:]
+        var descriptors: [Int32] = []
+
+        // 1. Write every file of the batch; no fsync yet.
+        for (index, job) in jobs.enumerated() {
+            for target in job.targets {
+                let uid = Self.newUID()
+                let fd = open("\(directory)/\(uid)", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { failures[index] = .storage("cannot create message file (errno \(errno))"); break }
+                descriptors.append(fd)
+                guard Self.writeAll(fd, job.message) else { failures[index] = .storage("cannot write message file (errno \(errno))"); break }
+                written[index].append(Written(uid: uid, target: target, size: job.message.readableBytes))
+            }
+        }
+        // 2. One pass of fsyncs: the first forces the journal commit that carries the others.
+        var syncFailed = false
+        for fd in descriptors {
+            if fsync(fd) != 0 { syncFailed = true }
+            close(fd)
+        }
+        if syncFailed || !Self.fsyncDirectory(directory) {
+            for index in jobs.indices where failures[index] == nil { failures[index] = .storage("fsync failed") }
+        }
+        // 3. One transaction for every index row of the batch; quota checked inside it (MBOX-2).
+        var events: [[NewMailEvent]] = Array(repeating: [], count: jobs.count)
+        do {
+            try folder.database.write { db in
+                for index in jobs.indices where failures[index] == nil {
+                    let savepoint = "job"
+                    try db.execute(sql: "SAVEPOINT \(savepoint)")
+                    var full: String?
+                    for item in written[index] {
+                        let used = try Int.fetchOne(db, sql: "SELECT used_bytes FROM account WHERE id = ?", arguments: [item.target.accountID])
+                        guard let used else { full = item.target.accountName; break }  // deleted meanwhile
+                        if used + item.size > item.target.quotaBytes { full = item.target.accountName; break }
+                        try db.execute(sql: "INSERT INTO message (account_id, uid, size) VALUES (?, ?, ?)",
+                                       arguments: [item.target.accountID, item.uid, item.size])
+                        try db.execute(sql: "UPDATE account SET used_bytes = used_bytes + ? WHERE id = ?",
+                                       arguments: [item.size, item.target.accountID])
+                    }
+                    if let full {
+                        try db.execute(sql: "ROLLBACK TO \(savepoint)")
+                        try db.execute(sql: "RELEASE \(savepoint)")
+                        failures[index] = .mailboxFull(accountName: full)
+                    } else {
+                        try db.execute(sql: "RELEASE \(savepoint)")
+                        var counts: [Int64: (String, Int)] = [:]
+                        for item in written[index] { counts[item.target.accountID, default: (item.target.accountName, 0)].1 += 1 }
+                        events[index] = counts.map { NewMailEvent(accountID: $0.key, accountName: $0.value.0, count: $0.value.1) }
+                    }
+                }
+            }
+        } catch {
+            logger.error("mailbox index commit failed", metadata: ["error": "\(error)"])
+            for index in jobs.indices where failures[index] == nil { failures[index] = .storage("index commit failed") }
+        }
+        // 4. Answer: only now is a 250 allowed. Failed jobs leave no file behind.
+        for (index, job) in jobs.enumerated() {
+            if let failure = failures[index] {
+                for item in written[index] { unlink("\(directory)/\(item.uid)") }
+                job.continuation.resume(throwing: failure)
+            } else {
+                job.continuation.resume(returning: events[index])
+            }
+        }
+    }
+
+    /// 128 random bits in hex: unique, never reused, reveals no time or order (MBOX-3).
+    static func newUID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        let hex = String(high, radix: 16) + ":" + String(low, radix: 16)
+        // Pad each half to 16 digits so every uid has the same length.
+        let parts = hex.split(separator: ":")
+        return parts.map { String(repeating: "0", count: 16 - $0.count) + $0 }.joined()
+    }
+
+    static func writeAll(_ fd: Int32, _ buffer: ByteBuffer) -> Bool {
+        buffer.withUnsafeReadableBytes { pointer in
+            var offset = 0
+            while offset < pointer.count {
+                let n = write(fd, pointer.baseAddress! + offset, pointer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += n
+            }
+            return true
+        }
+    }
+
+    static func fsyncDirectory(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0
+    }
+}
