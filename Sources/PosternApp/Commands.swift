@@ -15,6 +15,13 @@ public struct PosternCommand: AsyncParsableCommand {
     public init() {}
 }
 
+/// An error meant for the person at the terminal: printed as `Error: <text>`, exit status 1,
+/// without the usage text that ArgumentParser adds to validation errors.
+struct UserError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// Options every command takes.
 struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: "TOML configuration file; without it the embedded defaults and ./postern-data apply.")
@@ -25,7 +32,7 @@ struct CommonOptions: ParsableArguments {
         do {
             return try PosternConfiguration.load(path: config)
         } catch let errors as ConfigurationErrors {
-            throw ValidationError("\(config) has errors:\n\(errors.description)")
+            throw UserError("\(config) has errors:\n\(errors.description)")
         }
     }
 }
@@ -95,7 +102,7 @@ struct AccountCommand: AsyncParsableCommand {
         do {
             return try body()
         } catch let error as AccountError {
-            throw ValidationError(error.description)
+            throw UserError(error.description)
         }
     }
 
@@ -109,7 +116,7 @@ struct AccountCommand: AsyncParsableCommand {
             let (config, store) = try AccountCommand.open(options)
             var quotaBytes: Int?
             if let quota {
-                guard let bytes = ByteSize.parse(quota), bytes > 0 else { throw ValidationError("--quota: expected a size such as 50MB") }
+                guard let bytes = ByteSize.parse(quota), bytes > 0 else { throw UserError("--quota: expected a size such as 50MB") }
                 quotaBytes = bytes
             }
             _ = try AccountCommand.run { try store.policy.validateNew(name) }
@@ -180,10 +187,10 @@ struct AccountCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (_, store) = try AccountCommand.open(options)
-            guard !settings.isEmpty else { throw ValidationError("give at least one key=value setting") }
+            guard !settings.isEmpty else { throw UserError("give at least one key=value setting") }
             var pairs: [(String, String)] = []
             for setting in settings {
-                guard let eq = setting.firstIndex(of: "=") else { throw ValidationError("\(setting): expected key=value") }
+                guard let eq = setting.firstIndex(of: "=") else { throw UserError("\(setting): expected key=value") }
                 pairs.append((String(setting[..<eq]), String(setting[setting.index(after: eq)...])))
             }
             let account = try AccountCommand.run { try store.apply(settings: pairs, to: name) }
@@ -208,14 +215,14 @@ struct AccountCommand: AsyncParsableCommand {
 enum PasswordInput {
     static func read(prompt: String, confirm: Bool) throws -> String {
         if isatty(STDIN_FILENO) != 0 {
-            guard let first = readHidden(prompt) else { throw ValidationError("no password given") }
+            guard let first = readHidden(prompt) else { throw UserError("no password given") }
             if confirm {
-                guard let second = readHidden("Repeat: "), second == first else { throw ValidationError("the passwords do not match") }
+                guard let second = readHidden("Repeat: "), second == first else { throw UserError("the passwords do not match") }
             }
             return first
         }
         guard let line = readLine(strippingNewline: true), !line.isEmpty else {
-            throw ValidationError("expected the password as one line on standard input")
+            throw UserError("expected the password as one line on standard input")
         }
         return line
     }

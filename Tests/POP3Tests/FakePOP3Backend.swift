@@ -52,8 +52,15 @@ actor FakePOP3Backend: POP3Backend {
         "bob@mail.i2p": [],
     ]
 
-    func set(_ keyPath: ReferenceWritableKeyPath<FakePOP3Backend, Bool>, _ value: Bool) {
-        self[keyPath: keyPath] = value
+    enum Switch: Sendable { case authenticationUnavailable, listingFails, fetchFails, deletionFails }
+
+    func set(_ failure: Switch, _ value: Bool) {
+        switch failure {
+        case .authenticationUnavailable: authenticationUnavailable = value
+        case .listingFails: listingFails = value
+        case .fetchFails: fetchFails = value
+        case .deletionFails: deletionFails = value
+        }
     }
 
     /// Takes a lock as another session would.

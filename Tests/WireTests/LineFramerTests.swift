@@ -1,0 +1,105 @@
+import NIOCore
+import Testing
+@testable import Wire
+
+/// Feeds `input` in pieces of `chunk` bytes and collects every frame, rendering lines as text.
+private func frames(_ input: String, limit: Int = 512, chunk: Int = .max) -> [String] {
+    var framer = CRLFLineFramer(maxLineLength: limit)
+    var result: [String] = []
+    let bytes = Array(input.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let end = min(bytes.count, offset + chunk)
+        framer.append(ByteBuffer(bytes: bytes[offset..<end]))
+        offset = end
+        while let frame = framer.next() {
+            switch frame {
+            case .line(let line): result.append(String(buffer: line))
+            case .tooLong: result.append("<too long>")
+            case .bareLineBreak: result.append("<bare>")
+            }
+        }
+    }
+    return result
+}
+
+@Suite struct LineFramerTests {
+    @Test(arguments: [1, 2, 3, 7, Int.max])
+    func splitsOnCRLFOnlyWhateverTheChunking(chunk: Int) {
+        #expect(frames("EHLO a\r\nNOOP\r\n\r\nQUIT\r\n", chunk: chunk) == ["EHLO a", "NOOP", "", "QUIT"])
+    }
+
+    @Test func incompleteLineWaits() {
+        var framer = CRLFLineFramer(maxLineLength: 512)
+        framer.append(ByteBuffer(string: "NOOP\r"))
+        #expect(framer.next() == nil)
+        framer.append(ByteBuffer(string: "\n"))
+        #expect(framer.next() == .line(ByteBuffer(string: "NOOP")))
+    }
+
+    @Test func bareLFIsNeverALineEnd() {
+        // RFC 5321 2.3.8: "\n.\n" must not end anything: the smuggling attack.
+        #expect(frames("a\nb\r\n") == ["<bare>"])
+        #expect(frames(".\n.\r\nnext\r\n") == ["<bare>", "next"])
+    }
+
+    @Test func bareCRIsRefused() {
+        #expect(frames("a\rb\r\nok\r\n") == ["<bare>", "ok"])
+        #expect(frames("a\r\rb\r\n") == ["<bare>"])
+    }
+
+    @Test func lineAtTheLimitPassesAndOneMoreOctetDoesNot() {
+        let exact = String(repeating: "x", count: 998)   // 998 + CRLF = 1000
+        #expect(frames(exact + "\r\n", limit: 1000) == [exact])
+        #expect(frames(exact + "y\r\nnext\r\n", limit: 1000) == ["<too long>", "next"])
+    }
+
+    @Test(arguments: [1, 5, 100, Int.max])
+    func overlongLineIsReportedOnceAndSkippedWithoutBuffering(chunk: Int) {
+        let long = String(repeating: "z", count: 10_000)
+        #expect(frames(long + "\r\nQUIT\r\n", limit: 512, chunk: chunk) == ["<too long>", "QUIT"])
+    }
+
+    @Test func overlongLineNeverHoldsMoreThanTheLimit() {
+        var framer = CRLFLineFramer(maxLineLength: 100)
+        for _ in 0..<100 {
+            framer.append(ByteBuffer(string: String(repeating: "a", count: 1000)))
+            while framer.next() != nil {}
+            #expect(framer.bufferedByteCount <= 100)
+        }
+    }
+
+    @Test func crlfSplitAcrossOverlongDiscardIsFound() {
+        var framer = CRLFLineFramer(maxLineLength: 10)
+        framer.append(ByteBuffer(string: String(repeating: "a", count: 20) + "\r"))
+        #expect(framer.next() == .tooLong)
+        #expect(framer.next() == nil)
+        framer.append(ByteBuffer(string: "\nok\r\n"))
+        #expect(framer.next() == .line(ByteBuffer(string: "ok")))
+    }
+
+    @Test func rawBytesBypassFraming() {
+        var framer = CRLFLineFramer(maxLineLength: 512)
+        framer.append(ByteBuffer(string: "ab\ncd\rNOOP\r\n"))
+        #expect(framer.nextBytes(upTo: 6) == ByteBuffer(string: "ab\ncd\r"))
+        #expect(framer.next() == .line(ByteBuffer(string: "NOOP")))
+    }
+
+    @Test func fuzzedInputNeverTraps() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet: [UInt8] = [13, 10, 0, 46, 65, 32, 255]
+        for _ in 0..<2000 {
+            var framer = CRLFLineFramer(maxLineLength: Int.random(in: 3...64, using: &generator))
+            for _ in 0..<8 {
+                let bytes = (0..<Int.random(in: 0...80, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
+                framer.append(ByteBuffer(bytes: bytes))
+                while let frame = framer.next() {
+                    if case .line(let line) = frame {
+                        #expect(!line.readableBytesView.contains(13) && !line.readableBytesView.contains(10))
+                        #expect(line.readableBytes + 2 <= framer.maxLineLength)
+                    }
+                }
+            }
+        }
+    }
+}
