@@ -63,8 +63,19 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "MailCoreTests", dependencies: ["MailCore"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "MailCore", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "SMTPTests", dependencies: ["SMTP", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "POP3Tests", dependencies: ["POP3", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "SMTPTests", dependencies: [
+            "SMTP", "Wire", "MailCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "POP3Tests", dependencies: [
+            "POP3", "Wire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "PosternAppTests", dependencies: ["PosternApp", "Store", "SMTP", "POP3"]),
     ]
 )
