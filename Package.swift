@@ -19,6 +19,9 @@ let package = Package(
     targets: [
         // Pure values: addresses, header fields, dot-stuffing. No I/O.
         .target(name: "MailCore"),
+        // Pure privacy policies: header and MIME sanitising for submission, Internet-bound and
+        // Internet-inbound mail (PRIV-1..5).
+        .target(name: "Privacy", dependencies: ["MailCore"]),
         // Accounts, mailboxes, durable group commit; SQLite (GRDB) and message files.
         .target(name: "Store", dependencies: [
             "MailCore",
@@ -50,7 +53,7 @@ let package = Package(
         ]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
-            "MailCore", "Store", "SMTP", "POP3",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -62,6 +65,7 @@ let package = Package(
 
         .testTarget(name: "WireTests", dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "MailCoreTests", dependencies: ["MailCore"]),
+        .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "MailCore"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "MailCore", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SMTPTests", dependencies: [
             "SMTP", "Wire", "MailCore",

@@ -28,7 +28,7 @@ public enum AddressList {
     }
 
     /// Removes RFC 5322 3.2.2 comments (nested parentheses), keeping quoted strings intact.
-    static func stripComments(_ value: String) -> String {
+    public static func stripComments(_ value: String) -> String {
         var out = ""
         var depth = 0
         var inQuotes = false

@@ -15,8 +15,8 @@ public struct HeaderField: Sendable, Equatable {
 /// The header section of a message and where its body starts.
 public struct HeaderSection: Sendable {
     public var fields: [HeaderField]
-    /// Offset of the first body byte (just after the empty line), or the message length when the
-    /// message has no body.
+    /// Index of the first body byte (just after the empty line), or the end index when the message
+    /// has no body. When a slice is parsed, this is an index of the underlying collection.
     public var bodyOffset: Int
 
     /// Splits `message` (CRLF lines) into header fields. Lines that are neither a field nor a

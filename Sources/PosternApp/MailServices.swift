@@ -1,8 +1,10 @@
+import Foundation
 import Logging
 import MailCore
 import NIOConcurrencyHelpers
 import NIOCore
 import POP3
+import Privacy
 import SMTP
 import Store
 
@@ -98,8 +100,8 @@ final class SubmissionService: SubmissionBackend {
                     targets.append(MailboxTarget(accountID: account.id, accountName: account.name, quotaBytes: stores.quota(of: account)))
                 }
             }
-            // Privacy sanitising (PRIV-1..3) goes here, before anything is stored.
-            let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender)
+            let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: stores.configuration.domain,
+                                                         now: Int64(Date().timeIntervalSince1970))
             try await stores.mail.deliver(prepared, to: targets)
             logger.debug("message stored", metadata: ["recipients": "\(targets.count)"])
             return .accepted
@@ -112,32 +114,21 @@ final class SubmissionService: SubmissionBackend {
     }
 }
 
-/// What the server adds to or removes from a submitted message before storing it.
+/// What happens to a submitted message between the end of DATA and the store.
 enum SubmissionPreparation {
-    /// Sets Return-Path (RFC 5321 4.4: the server's own, any client copy dropped) and adds a From
-    /// naming the account when the message has none (PRIV-1). Nothing else changes yet.
-    static func prepare(_ message: ByteBuffer, sender: EmailAddress) -> ByteBuffer {
-        let bytes = message.readableBytesView
-        let header = HeaderSection.parse(Array(bytes.prefix(256 * 1024)))
-        let hasFrom = !header.fields(named: "From").isEmpty
-        let returnPaths = header.fields(named: "Return-Path")
-        var out = ByteBufferAllocator().buffer(capacity: message.readableBytes + 128)
+    /// Applies the submission privacy policy (PRIV-1..3: allow-listed header in a fixed order,
+    /// From from the account, fresh Message-ID, Date now in UTC to the minute, MIME part headers
+    /// reduced, boundaries replaced) and sets Return-Path (RFC 5321 4.4: the server's own; any
+    /// client copy was dropped with the rest of the header).
+    static func prepare(_ message: ByteBuffer, sender: EmailAddress, domain: String, now: Int64) -> ByteBuffer {
+        var random = SystemRandomNumberGenerator()
+        let sanitised = MessageSanitiser().sanitise(
+            Array(message.readableBytesView),
+            context: .init(sender: sender, messageIDDomain: domain, releaseTime: now),
+            random: &random)
+        var out = ByteBufferAllocator().buffer(capacity: sanitised.count + 64)
         out.writeString("Return-Path: <\(sender)>\r\n")
-        if !hasFrom { out.writeString("From: <\(sender)>\r\n") }
-        if returnPaths.isEmpty {
-            var copy = message
-            out.writeBuffer(&copy)
-            return out
-        }
-        // Rebuild the header without the client's Return-Path fields, body untouched.
-        for field in header.fields where field.name.lowercased() != "return-path" {
-            out.writeBytes(field.raw)
-            out.writeStaticString("\r\n")
-        }
-        out.writeStaticString("\r\n")
-        if header.bodyOffset < bytes.count {
-            out.writeBytes(bytes[(bytes.startIndex + header.bodyOffset)...])
-        }
+        out.writeBytes(sanitised)
         return out
     }
 }

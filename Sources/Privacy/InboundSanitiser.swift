@@ -1,0 +1,51 @@
+import MailCore
+
+/// The Internet-inbound policy (PRIV-5), applied by the gateway to mail from the Internet before
+/// it is forwarded to the core. Pure.
+///
+/// - To and Cc addresses at the Internet domain are rewritten to the internal domain;
+/// - read-receipt requests (Disposition-Notification-To, Return-Receipt-To) are removed: a receipt
+///   would tell the sender when the reader opened the mail;
+/// - `Authentication-Results` fields that claim to come from this gateway are removed (RFC 8601
+///   5: they are forgeries) and the gateway's own verdict is put on top;
+/// - the body is not touched here (HTML sanitising is a separate policy, SCAN-2).
+public struct InboundSanitiser: Sendable {
+    public var internetDomain: String
+    public var internalDomain: String
+    /// The authserv-id of this gateway's Authentication-Results (RFC 8601 2.5).
+    public var authservID: String
+
+    public static let droppedFields: Set<String> = ["disposition-notification-to", "return-receipt-to"]
+
+    public init(internetDomain: String, internalDomain: String, authservID: String? = nil) {
+        self.internetDomain = internetDomain
+        self.internalDomain = internalDomain
+        self.authservID = authservID ?? internetDomain
+    }
+
+    /// `verdict` is the result part of Authentication-Results, e.g. `spf=pass smtp.mailfrom=example.com`.
+    public func sanitise(_ message: [UInt8], verdict: String) -> [UInt8] {
+        let header = HeaderSection.parse(message)
+        var out: [UInt8] = Array("Authentication-Results: \(authservID); \(verdict)\r\n".utf8)
+        out.reserveCapacity(message.count + out.count)
+        for field in header.fields {
+            let name = field.name.lowercased()
+            if Self.droppedFields.contains(name) { continue }
+            if name == "authentication-results" {
+                let claimed = field.value.split(whereSeparator: { $0 == ";" || $0 == " " }).first.map(String.init)?.lowercased()
+                if claimed == authservID.lowercased() { continue }
+            }
+            if name == "to" || name == "cc" {
+                out.append(contentsOf: Array("\(field.name): ".utf8))
+                out.append(contentsOf: AddressRewriter.rewrite(MessageSanitiser.rawValue(field), from: internetDomain, to: internalDomain))
+                out.append(contentsOf: [13, 10])
+                continue
+            }
+            out.append(contentsOf: field.raw)
+            out.append(contentsOf: [13, 10])
+        }
+        out.append(contentsOf: [13, 10])
+        if header.bodyOffset < message.count { out.append(contentsOf: message[header.bodyOffset...]) }
+        return out
+    }
+}
