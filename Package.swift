@@ -66,7 +66,11 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "MailCoreTests", dependencies: ["MailCore"]),
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "MailCore"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "MailCore", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "StoreTests", dependencies: [
+            "Store", "MailCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SMTPTests", dependencies: [
             "SMTP", "Wire", "MailCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -80,6 +84,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "PosternAppTests", dependencies: ["PosternApp", "Store", "SMTP", "POP3"]),
+        .testTarget(name: "PosternAppTests", dependencies: [
+            "PosternApp", "Store", "SMTP", "POP3", "MailCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

@@ -9,12 +9,18 @@ public enum AddressList {
         var result: [EmailAddress?] = []
         for entry in splitEntries(stripComments(value)) {
             var text = Substring(entry)
-            // A group "name: a, b;" — take what follows the colon.
-            if let colon = firstUnquoted(":", in: text), !text.contains("<") || text.firstIndex(of: "<")! > colon {
+            // A group "name: a, b;" (RFC 5322 3.4): the display name ends at a colon that comes
+            // before any address (an address literal "[IPv6:…]" has colons after its "@").
+            if let colon = firstUnquoted(":", in: text),
+               firstUnquoted("@", in: text).map({ colon < $0 }) ?? true,
+               firstUnquoted("<", in: text).map({ colon < $0 }) ?? true {
                 text = text[text.index(after: colon)...]
             }
-            text = text.filter { $0 != ";" }[...]
-            let trimmed = String(text).trimmingSpaces()
+            // The group ends with ";" outside quotes.
+            var trimmed = String(text).trimmingSpaces()
+            if let semicolon = firstUnquoted(";", in: Substring(trimmed)) {
+                trimmed = String(trimmed[..<semicolon]).trimmingSpaces()
+            }
             if trimmed.isEmpty { continue }
             let spec: String
             if let open = trimmed.lastIndex(of: "<"), let close = trimmed.lastIndex(of: ">"), open < close {

@@ -16,7 +16,8 @@ public struct EmailAddress: Hashable, Sendable, CustomStringConvertible {
     /// (RFC 5321 4.1.2) and a domain of dot-separated labels or an address literal. Non-ASCII is
     /// accepted only when `allowUTF8` (RFC 6531 SMTPUTF8).
     public init?(_ text: String, allowUTF8: Bool = false) {
-        guard !text.isEmpty, text.utf8.count <= 254 + 2 else { return nil }  // RFC 5321 4.5.3.1.3
+        // RFC 5321 4.5.3.1.3: a path is at most 256 octets with its angle brackets, so 254 without.
+        guard !text.isEmpty, text.utf8.count <= 254 else { return nil }
         if !allowUTF8 && text.utf8.contains(where: { $0 >= 0x80 }) { return nil }
         guard let at = text.lastIndex(of: "@") else { return nil }
         let local = String(text[..<at])

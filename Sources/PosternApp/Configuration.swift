@@ -129,6 +129,7 @@ extension PosternConfiguration {
                                                                   line: error.source.begin.line)])
         }
         var errors: [ConfigurationError] = []
+        var invalidKeys: Set<String> = []
         var config = PosternConfiguration()
 
         for section in table.keys {
@@ -148,12 +149,18 @@ extension PosternConfiguration {
                 }
                 if let problem = check(sectionTable[key]!, kind: kind) {
                     errors.append(ConfigurationError(key: fullKey, message: problem))
+                    invalidKeys.insert(fullKey)
                 }
             }
         }
-        guard errors.isEmpty else { throw ConfigurationErrors(errors: errors) }
+        // Values that failed their type check read as absent below, so the rules that tie keys
+        // together still run and every problem is reported at once.
 
-        func value(_ section: String, _ key: String) -> (any TOMLValueConvertible)? { table[section]?.table?[key] }
+        func value(_ section: String, _ key: String) -> (any TOMLValueConvertible)? {
+            if invalidKeys.contains("\(section).\(key)") { return nil }
+            let found: (any TOMLValueConvertible)? = table[section]?.table?[key]
+            return found
+        }
         func string(_ s: String, _ k: String) -> String? { value(s, k)?.string }
         func hostPort(_ s: String, _ k: String) -> HostPort? { string(s, k).flatMap(HostPort.init) }
         func size(_ s: String, _ k: String) -> Int? { string(s, k).flatMap(ByteSize.parse) ?? value(s, k)?.int }
@@ -207,7 +214,10 @@ extension PosternConfiguration {
         if let mode = string("delay", "default"), !["none", "defer", "batch", "pool"].contains(mode) {
             errors.append(ConfigurationError(key: "delay.default", message: "expected none, defer, batch or pool"))
         }
-        if let low = duration("delay", "defer_min"), let high = duration("delay", "defer_max"), low > high {
+        // Defaults as in SPEC DELAY-1, so one key given alone is checked against the other's default.
+        let deferMin = duration("delay", "defer_min") ?? 2000
+        let deferMax = duration("delay", "defer_max") ?? 4000
+        if deferMin > deferMax {
             errors.append(ConfigurationError(key: "delay.defer_min", message: "must not exceed delay.defer_max"))
         }
         if let policy = string("scan", "on_unavailable"), !["tempfail", "accept"].contains(policy) {

@@ -97,6 +97,10 @@ public struct AccountNamePolicy: Sendable {
         guard let first = name.first, first.isLetter || first.isNumber else {
             throw .invalidName("must start with a letter or a digit")
         }
+        // The name is the local part of an address: an RFC 5321 dot-string (4.1.2).
+        guard name.last != ".", !name.contains("..") else {
+            throw .invalidName("must not end with '.' or contain '..'")
+        }
         return name
     }
 

@@ -98,17 +98,26 @@ public final class MailStore: Sendable {
     /// Removes messages for good: index rows first (one transaction), then the files.
     public func delete(ofAccount accountID: Int64, uids: [String]) async throws {
         guard !uids.isEmpty else { return }
-        try await folder.database.write { db in
+        // Only uids this account owns are removed; the file names come from the index, never from
+        // the caller, so no path can be named from outside.
+        let removed: [String] = try await folder.database.write { db in
+            var removed: [String] = []
             for uid in uids {
-                guard let size = try Int.fetchOne(db, sql: "SELECT size FROM message WHERE account_id = ? AND uid = ?",
-                                                  arguments: [accountID, uid]) else { continue }
-                try db.execute(sql: "DELETE FROM message WHERE account_id = ? AND uid = ?", arguments: [accountID, uid])
+                guard let row = try Row.fetchOne(db, sql: "SELECT uid, size FROM message WHERE account_id = ? AND uid = ?",
+                                                 arguments: [accountID, uid]) else { continue }
+                let owned: String = row["uid"]
+                let size: Int = row["size"]
+                try db.execute(sql: "DELETE FROM message WHERE account_id = ? AND uid = ?", arguments: [accountID, owned])
                 try db.execute(sql: "UPDATE account SET used_bytes = max(0, used_bytes - ?) WHERE id = ?", arguments: [size, accountID])
+                removed.append(owned)
             }
+            return removed
         }
         let directory = folder.messagesDirectory
         try await readPool.runIfActive {
-            for uid in uids { unlink(directory.appendingPathComponent(uid).path) }
+            for uid in removed where GroupCommitter.isWellFormedUID(uid) {
+                unlink(directory.appendingPathComponent(uid).path)
+            }
         }
     }
 
@@ -136,7 +145,7 @@ public final class MailStore: Sendable {
         let known = Set(try folder.database.read { db in try String.fetchAll(db, sql: "SELECT uid FROM message") })
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.messagesDirectory.path)) ?? []
         var removed = 0
-        for name in names where !known.contains(name) {
+        for name in names where !known.contains(name) && GroupCommitter.isWellFormedUID(name) {
             unlink(folder.messagesDirectory.appendingPathComponent(name).path)
             removed += 1
         }
@@ -315,6 +324,11 @@ final class GroupCommitter: Sendable {
         // Pad each half to 16 digits so every uid has the same length.
         let parts = hex.split(separator: ":")
         return parts.map { String(repeating: "0", count: 16 - $0.count) + $0 }.joined()
+    }
+
+    /// 32 lower-case hex digits: what `newUID` makes, and the only names unlinked in `messages/`.
+    static func isWellFormedUID(_ uid: String) -> Bool {
+        uid.utf8.count == 32 && uid.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     static func writeAll(_ fd: Int32, _ buffer: ByteBuffer) -> Bool {

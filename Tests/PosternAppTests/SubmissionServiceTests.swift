@@ -1,0 +1,178 @@
+import Foundation
+import Logging
+import MailCore
+import NIOCore
+import SMTP
+import Store
+import Testing
+@testable import PosternApp
+
+/// The submission backend over real stores: recipients (SMTP-4), quota (MBOX-2), postmaster@ and
+/// abuse@ (ACCT-2), and what gets stored.
+@Suite struct SubmissionServiceTests {
+    static let password = "correct horse battery"
+    static let fast = PasswordHash.Parameters(log2N: 10, r: 8, p: 1)
+
+    struct Fixture {
+        let stores: CoreStores
+        let service: SubmissionService
+        /// Account administration on the same folder with fast hashing.
+        let accounts: AccountStore
+    }
+
+    static func withService(quota: Int = 50_000_000, operatorAccount: String? = nil,
+                            _ body: (Fixture) async throws -> Void) async throws {
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("postern-app-tests-\(UUID().uuidString)", isDirectory: true).path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var configuration = PosternConfiguration()
+        configuration.dataDirectory = path
+        configuration.mailboxQuota = quota
+        configuration.operatorAccount = operatorAccount
+        let logger = Logger(label: "test")
+        let stores = try CoreStores(configuration: configuration, logger: logger)
+        let fixture = Fixture(stores: stores, service: SubmissionService(stores: stores, logger: logger),
+                              accounts: AccountStore(folder: stores.folder, policy: AccountNamePolicy(domain: "mail.i2p"),
+                                                     hashParameters: fast))
+        do {
+            try await body(fixture)
+            await stores.close()
+        } catch {
+            await stores.close()
+            throw error
+        }
+    }
+
+    static func address(_ text: String) -> EmailAddress { EmailAddress(text)! }
+    static let alice = address("alice@mail.i2p")
+
+    static func code(_ verdict: RecipientVerdict) -> String {
+        switch verdict {
+        case .accepted: return "accepted"
+        case .rejected(let reply): return "\(reply.code) \(reply.enhanced ?? "")"
+        }
+    }
+
+    static func code(_ outcome: DeliveryOutcome) -> String {
+        switch outcome {
+        case .accepted: return "accepted"
+        case .rejected(let reply): return "\(reply.code) \(reply.enhanced ?? "")"
+        }
+    }
+
+    @Test func recipientsAreCheckedAgainstAccounts() async throws {
+        try await Self.withService { f in
+            _ = try f.accounts.create(name: "alice", password: Self.password)
+            _ = try f.accounts.create(name: "bob", password: Self.password)
+            #expect(Self.code(await f.service.checkRecipient(Self.address("bob@mail.i2p"), sender: Self.alice, declaredSize: nil)) == "accepted")
+            #expect(Self.code(await f.service.checkRecipient(Self.address("BOB@Mail.I2P"), sender: Self.alice, declaredSize: 10)) == "accepted")
+            #expect(Self.code(await f.service.checkRecipient(Self.address("carol@mail.i2p"), sender: Self.alice, declaredSize: nil)) == "550 5.1.1")
+        }
+    }
+
+    @Test func internetRecipientsAreRefusedWithoutAGateway() async throws {
+        try await Self.withService { f in
+            _ = try f.accounts.create(name: "alice", password: Self.password)
+            let verdict = await f.service.checkRecipient(Self.address("someone@example.com"), sender: Self.alice, declaredSize: nil)
+            #expect(Self.code(verdict) == "550 5.7.1")
+            // Not even when the local part names an account.
+            #expect(Self.code(await f.service.checkRecipient(Self.address("alice@i2pmail.org"), sender: Self.alice, declaredSize: nil)) == "550 5.7.1")
+        }
+    }
+
+    @Test(arguments: ["postmaster@mail.i2p", "abuse@mail.i2p", "PostMaster@mail.i2p"])
+    func postmasterAndAbuseReachTheOperator(recipient: String) async throws {
+        try await Self.withService { f in
+            #expect(Self.code(await f.service.checkRecipient(Self.address(recipient), sender: Self.alice, declaredSize: nil)) == "550 5.1.1")
+            let oldest = try f.accounts.create(name: "zoe", password: Self.password)
+            _ = try f.accounts.create(name: "adam", password: Self.password)
+            #expect(Self.code(await f.service.checkRecipient(Self.address(recipient), sender: Self.alice, declaredSize: nil)) == "accepted")
+            let mailbox = try await f.stores.mailbox(for: Self.address(recipient))
+            #expect(mailbox?.id == oldest.id)
+        }
+    }
+
+    @Test func configuredOperatorReceivesPostmasterMail() async throws {
+        try await Self.withService(operatorAccount: "adam") { f in
+            _ = try f.accounts.create(name: "zoe", password: Self.password)
+            let adam = try f.accounts.create(name: "adam", password: Self.password)
+            #expect(try await f.stores.mailbox(for: Self.address("postmaster@mail.i2p"))?.id == adam.id)
+            #expect(try await f.stores.mailbox(for: Self.address("abuse@mail.i2p"))?.id == adam.id)
+        }
+    }
+
+    @Test func quotaIsCheckedAtRCPTWithTheDeclaredSize() async throws {
+        try await Self.withService(quota: 1000) { f in
+            _ = try f.accounts.create(name: "bob", password: Self.password)
+            _ = try f.accounts.create(name: "carol", password: Self.password, quotaBytes: 100)
+            let bob = Self.address("bob@mail.i2p")
+            let carol = Self.address("carol@mail.i2p")
+            #expect(Self.code(await f.service.checkRecipient(bob, sender: Self.alice, declaredSize: 1000)) == "accepted")
+            #expect(Self.code(await f.service.checkRecipient(bob, sender: Self.alice, declaredSize: 1001)) == "452 4.2.2")
+            #expect(Self.code(await f.service.checkRecipient(carol, sender: Self.alice, declaredSize: 100)) == "accepted")
+            #expect(Self.code(await f.service.checkRecipient(carol, sender: Self.alice, declaredSize: 101)) == "452 4.2.2")
+            #expect(Self.code(await f.service.checkRecipient(carol, sender: Self.alice, declaredSize: nil)) == "accepted")
+            _ = try f.accounts.apply(settings: [("quota", "default")], to: "carol")
+            #expect(Self.code(await f.service.checkRecipient(carol, sender: Self.alice, declaredSize: 1000)) == "accepted")
+        }
+    }
+
+    @Test func deliveredMessageIsStoredPreparedWithTheBodyIntact() async throws {
+        try await Self.withService { f in
+            _ = try f.accounts.create(name: "alice", password: Self.password)
+            let bob = try f.accounts.create(name: "bob", password: Self.password)
+            let message = "Return-Path: <forged@evil.example>\r\nFrom: Alice <alice@mail.i2p>\r\nTo: bob@mail.i2p\r\nSubject: hi\r\n\r\nHello Bob.\r\n.\r\n"
+            let outcome = await f.service.deliver(SubmissionEnvelope(sender: Self.alice, recipients: [Self.address("bob@mail.i2p")]),
+                                                  message: ByteBuffer(string: message))
+            #expect(outcome == .accepted)
+            let stored = try await f.stores.mail.messages(ofAccount: bob.id)
+            #expect(stored.count == 1)
+            let bytes = try await f.stores.mail.content(ofAccount: bob.id, uid: try #require(stored.first).uid)
+            let text = String(buffer: bytes)
+            #expect(text.hasPrefix("Return-Path: <alice@mail.i2p>\r\n"))
+            #expect(!text.contains("evil.example"))
+            #expect(text.contains("\r\nSubject: hi\r\n"))
+            #expect(text.hasSuffix("\r\n\r\nHello Bob.\r\n.\r\n"))
+            #expect(try f.accounts.require("bob").usedBytes == bytes.readableBytes)
+        }
+    }
+
+    @Test func postmasterAndTheOperatorsOwnAddressGetOneCopy() async throws {
+        try await Self.withService { f in
+            let op = try f.accounts.create(name: "op", password: Self.password)
+            let envelope = SubmissionEnvelope(sender: Self.alice, recipients: [
+                Self.address("postmaster@mail.i2p"), Self.address("abuse@mail.i2p"), Self.address("op@mail.i2p"),
+            ])
+            #expect(await f.service.deliver(envelope, message: ByteBuffer(string: "Subject: x\r\n\r\nhi\r\n")) == .accepted)
+            #expect(try await f.stores.mail.messages(ofAccount: op.id).count == 1)
+        }
+    }
+
+    @Test func deliveryToAFullMailboxIsRefusedWith552() async throws {
+        try await Self.withService { f in
+            let carol = try f.accounts.create(name: "carol", password: Self.password, quotaBytes: 200)
+            let envelope = SubmissionEnvelope(sender: Self.alice, recipients: [Self.address("carol@mail.i2p")])
+            let big = "Subject: big\r\n\r\n" + String(repeating: "x", count: 300) + "\r\n"
+            #expect(Self.code(await f.service.deliver(envelope, message: ByteBuffer(string: big))) == "552 5.2.2")
+            #expect(try await f.stores.mail.messages(ofAccount: carol.id).isEmpty)
+            #expect(try f.accounts.require("carol").usedBytes == 0)
+        }
+    }
+
+    @Test func deliveryToAnAccountDeletedSinceRCPTIsRefused() async throws {
+        try await Self.withService { f in
+            _ = try f.accounts.create(name: "dave", password: Self.password)
+            let envelope = SubmissionEnvelope(sender: Self.alice, recipients: [Self.address("dave@mail.i2p")])
+            try f.accounts.delete("dave")
+            #expect(Self.code(await f.service.deliver(envelope, message: ByteBuffer(string: "Subject: x\r\n\r\nhi\r\n"))) == "550 5.1.1")
+        }
+    }
+
+    @Test func authenticationNamesTheAccountAddress() async throws {
+        try await Self.withService { f in
+            _ = try f.accounts.create(name: "alice", password: Self.password)
+            #expect(await f.service.authenticate(username: "ALICE", password: Self.password) == .success(Self.alice))
+            #expect(await f.service.authenticate(username: "alice", password: "wrong password!") == .failure)
+        }
+    }
+}
