@@ -65,8 +65,9 @@ public final class MailStore: Sendable {
         committer.start()
     }
 
+    /// Stops the committer once every delivery already handed to it is durable (OPS-4).
     public func close() async {
-        committer.stop()
+        await committer.stop()
         try? await readPool.shutdownGracefully()
     }
 
@@ -185,6 +186,8 @@ final class GroupCommitter: Sendable {
     private struct Queue {
         var jobs: [Job] = []
         var stopped = false
+        var finished = false
+        var onFinish: [CheckedContinuation<Void, Never>] = []
     }
 
     private let folder: DataFolder
@@ -203,10 +206,19 @@ final class GroupCommitter: Sendable {
         thread.start()
     }
 
-    func stop() {
-        queue.withLockedValue { $0.stopped = true }
-        wakeUp.lock()
-        wakeUp.unlock(withValue: 1)
+    /// Returns when the committer thread has drained its queue and ended.
+    func stop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let alreadyFinished = queue.withLockedValue { queue -> Bool in
+                queue.stopped = true
+                if queue.finished { return true }
+                queue.onFinish.append(continuation)
+                return false
+            }
+            if alreadyFinished { continuation.resume() }
+            wakeUp.lock()
+            wakeUp.unlock(withValue: 1)
+        }
     }
 
     func submit(message: ByteBuffer, targets: [MailboxTarget]) async throws -> [NewMailEvent] {
@@ -235,7 +247,15 @@ final class GroupCommitter: Sendable {
             }
             wakeUp.unlock(withValue: 0)
             if !jobs.isEmpty { commit(jobs) }
-            if stopped && jobs.isEmpty { return }
+            if stopped && jobs.isEmpty {
+                let waiting = queue.withLockedValue { queue -> [CheckedContinuation<Void, Never>] in
+                    queue.finished = true
+                    defer { queue.onFinish.removeAll() }
+                    return queue.onFinish
+                }
+                for continuation in waiting { continuation.resume() }
+                return
+            }
         }
     }
 
