@@ -15,6 +15,7 @@ public final class CoreStores: Sendable {
     public let accounts: AccountStore
     public let mail: MailStore
     public let authenticator: Authenticator
+    public let threading: ThreadingMap
 
     public init(configuration: PosternConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -23,6 +24,7 @@ public final class CoreStores: Sendable {
                                 policy: AccountNamePolicy(domain: configuration.domain, extraReserved: configuration.extraReservedNames),
                                 quarantineDays: Int(configuration.nameQuarantine / 86400))
         mail = try MailStore(folder: folder, logger: logger)
+        threading = try ThreadingMap(folder: folder)
         authenticator = Authenticator(accounts: accounts,
                                       backoff: LoginBackoff(base: configuration.authPenaltyBase, maximum: configuration.authPenaltyMax),
                                       logger: logger)
@@ -100,9 +102,22 @@ final class SubmissionService: SubmissionBackend {
                     targets.append(MailboxTarget(accountID: account.id, accountName: account.name, quotaBytes: stores.quota(of: account)))
                 }
             }
+            // Threading across Postern's Message-ID replacement (PRIV-2): see ThreadingMap.
+            let ids = SubmissionPreparation.messageIDs(of: message)
+            let senderAccount = try await stores.accounts.find(envelope.sender.localPart)
+            var replacements: [String: String] = [:]
+            if let senderAccount {
+                replacements = try await stores.threading.replacements(for: ids.references, accountID: senderAccount.id)
+            }
+            var random = SystemRandomNumberGenerator()
+            let messageID = MessageSanitiser.newMessageID(domain: stores.configuration.domain, random: &random)
             let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: stores.configuration.domain,
-                                                         now: Int64(Date().timeIntervalSince1970))
+                                                         now: Int64(Date().timeIntervalSince1970),
+                                                         messageID: messageID, referenceReplacements: replacements)
             try await stores.mail.deliver(prepared, to: targets)
+            if let senderAccount, let original = ids.own {
+                try? await stores.threading.record(original: original, replacement: messageID, accountID: senderAccount.id)
+            }
             logger.debug("message stored", metadata: ["recipients": "\(targets.count)"])
             return .accepted
         } catch DeliveryFailure.mailboxFull(let name) {
@@ -120,16 +135,29 @@ enum SubmissionPreparation {
     /// From from the account, fresh Message-ID, Date now in UTC to the minute, MIME part headers
     /// reduced, boundaries replaced) and sets Return-Path (RFC 5321 4.4: the server's own; any
     /// client copy was dropped with the rest of the header).
-    static func prepare(_ message: ByteBuffer, sender: EmailAddress, domain: String, now: Int64) -> ByteBuffer {
+    static func prepare(_ message: ByteBuffer, sender: EmailAddress, domain: String, now: Int64,
+                        messageID: String? = nil, referenceReplacements: [String: String] = [:]) -> ByteBuffer {
         var random = SystemRandomNumberGenerator()
         let sanitised = MessageSanitiser().sanitise(
             Array(message.readableBytesView),
-            context: .init(sender: sender, messageIDDomain: domain, releaseTime: now),
+            context: .init(sender: sender, messageIDDomain: domain, releaseTime: now,
+                           messageID: messageID, referenceReplacements: referenceReplacements),
             random: &random)
         var out = ByteBufferAllocator().buffer(capacity: sanitised.count + 64)
         out.writeString("Return-Path: <\(sender)>\r\n")
         out.writeBytes(sanitised)
         return out
+    }
+}
+
+extension SubmissionPreparation {
+    /// The client's own Message-ID and the ids it refers to (In-Reply-To, References).
+    static func messageIDs(of message: ByteBuffer) -> (own: String?, references: [String]) {
+        let header = HeaderSection.parse(message.readableBytesView)
+        let own = header.fields(named: "Message-ID").first.flatMap { MessageSanitiser.messageIDs(in: $0.value).first }
+        let references = (header.fields(named: "In-Reply-To") + header.fields(named: "References"))
+            .flatMap { MessageSanitiser.messageIDs(in: $0.value) }
+        return (own, Array(Set(references)))
     }
 }
 

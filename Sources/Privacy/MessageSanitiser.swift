@@ -40,12 +40,21 @@ public struct MessageSanitiser: Sendable {
         /// Address rewriting for Internet-bound mail (PRIV-4): `@from` → `@to` in From, To, Cc,
         /// Reply-To. nil on submission.
         public var rewriteDomain: (from: String, to: String)?
+        /// The new Message-ID (with angle brackets); nil: a random one at `messageIDDomain`.
+        public var messageID: String?
+        /// Message-IDs this account's earlier messages had when its client wrote them, mapped to
+        /// the ones Postern gave them. In-Reply-To and References are rewritten with it, so that a
+        /// reply to one's own sent mail (or a patch series) still threads (PRIV-2 keeps threading).
+        public var referenceReplacements: [String: String]
 
-        public init(sender: EmailAddress, messageIDDomain: String, releaseTime: Int64, rewriteDomain: (from: String, to: String)? = nil) {
+        public init(sender: EmailAddress, messageIDDomain: String, releaseTime: Int64, rewriteDomain: (from: String, to: String)? = nil,
+                    messageID: String? = nil, referenceReplacements: [String: String] = [:]) {
             self.sender = sender
             self.messageIDDomain = messageIDDomain
             self.releaseTime = releaseTime
             self.rewriteDomain = rewriteDomain
+            self.messageID = messageID
+            self.referenceReplacements = referenceReplacements
         }
     }
 
@@ -71,7 +80,15 @@ public struct MessageSanitiser: Sendable {
             case "From":
                 Self.writeField(&out, name, Self.fromValue(kept["From"], sender: context.sender))
             case "Message-ID":
-                Self.writeField(&out, name, "<\(Self.randomToken(&random, length: 26))@\(context.messageIDDomain)>")
+                Self.writeField(&out, name, context.messageID ?? Self.newMessageID(domain: context.messageIDDomain, random: &random))
+            case "In-Reply-To", "References":
+                guard let field = kept[name] else { continue }
+                let ids = Self.messageIDs(in: field.value)
+                if ids.contains(where: { context.referenceReplacements[$0] != nil }) {
+                    Self.writeField(&out, name, ids.map { context.referenceReplacements[$0] ?? $0 }.joined(separator: "\r\n "))
+                } else {
+                    Self.writeRaw(&out, name, field)
+                }
             case "MIME-Version":
                 if kept[name] != nil || kept["Content-Type"] != nil { Self.writeField(&out, name, "1.0") }
             case "Content-Type":
@@ -100,6 +117,28 @@ public struct MessageSanitiser: Sendable {
         out.append(contentsOf: [13, 10])
         writeBody(of: root, in: message, boundary: newBoundary, into: &out, random: &random)
         return out
+    }
+
+    /// `<26 random characters@domain>`: no time, no host, nothing of the client (PRIV-2).
+    public static func newMessageID<R: RandomNumberGenerator>(domain: String, random: inout R) -> String {
+        "<\(randomToken(&random, length: 26))@\(domain)>"
+    }
+
+    /// The msg-ids (`<…>`) in an In-Reply-To, References or Message-ID value (RFC 5322 3.6.4).
+    public static func messageIDs(in value: String) -> [String] {
+        var ids: [String] = []
+        var current: String?
+        for c in AddressList.stripComments(value) {
+            if c == "<" { current = "<" } else if c == ">", var id = current {
+                id.append(c)
+                ids.append(id)
+                current = nil
+            } else if current != nil, c != " ", c != "\t" {
+                current!.append(c)
+            }
+            if let id = current, id.count > 998 { current = nil }
+        }
+        return ids
     }
 
     /// Writes the body of `entity`: leaf bytes unchanged, multiparts rebuilt with `boundary`.
@@ -135,6 +174,11 @@ public struct MessageSanitiser: Sendable {
                 Self.writeField(&out, name, Self.replacingBoundary(part.contentType, with: boundary))
             case "Content-Type", "Content-Disposition":
                 Self.writeCleaned(&out, name, field)
+            case "Content-ID":
+                // Some clients put host name and time into every part's Content-ID. One that no
+                // other part refers to (cid: URLs, multipart/related "start") is dropped; one that
+                // is referred to must stay, since bodies are never altered.
+                if Self.isReferenced(contentID: field.value, in: message) { Self.writeRaw(&out, name, field) }
             default:
                 Self.writeRaw(&out, name, field)
             }
@@ -207,6 +251,47 @@ public struct MessageSanitiser: Sendable {
             let candidate = "=_" + randomToken(&random, length: 30)
             if !contains(message, Array(candidate.utf8)) { return candidate }
         }
+    }
+
+    /// True when the Content-ID may be referred to: its id occurs in the message more often than
+    /// in its own field, or the message holds any `cid:` URL at all (a quoted-printable HTML part
+    /// can split an id across lines, so a `cid:` anywhere keeps every Content-ID, to be safe).
+    static func isReferenced(contentID value: String, in message: [UInt8]) -> Bool {
+        guard let id = messageIDs(in: value).first?.dropFirst().dropLast(), !id.isEmpty else { return false }
+        if occurrences(of: Array(id.utf8), in: message, upTo: 2) >= 2 { return true }
+        return containsCaseInsensitive(message, Array("cid:".utf8))
+    }
+
+    static func containsCaseInsensitive(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= haystack.count else { return false }
+        let lowered = needle.map { (65...90).contains($0) ? $0 + 32 : $0 }
+        var index = 0
+        while index <= haystack.count - needle.count {
+            var match = true
+            for offset in 0..<lowered.count {
+                let byte = haystack[index + offset]
+                if ((65...90).contains(byte) ? byte + 32 : byte) != lowered[offset] { match = false; break }
+            }
+            if match { return true }
+            index += 1
+        }
+        return false
+    }
+
+    static func occurrences(of needle: [UInt8], in haystack: [UInt8], upTo limit: Int) -> Int {
+        guard let first = needle.first, needle.count <= haystack.count else { return 0 }
+        var count = 0
+        var index = 0
+        while index <= haystack.count - needle.count {
+            if haystack[index] == first && haystack[index..<(index + needle.count)].elementsEqual(needle) {
+                count += 1
+                if count >= limit { return count }
+                index += needle.count
+            } else {
+                index += 1
+            }
+        }
+        return count
     }
 
     static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {

@@ -499,7 +499,7 @@ public struct SubmissionSession: Sendable {
     /// Why the From header is unacceptable, or nil. A missing From is acceptable: the server adds
     /// the account's address (PRIV-1).
     static func fromHeaderProblem(in message: ByteBuffer, login: EmailAddress) -> String? {
-        let header = HeaderSection.parse(Array(message.readableBytesView.prefix(256 * 1024)))
+        let header = HeaderSection.parse(message.readableBytesView)
         let fromFields = header.fields(named: "From")
         if fromFields.isEmpty { return nil }
         guard fromFields.count == 1 else { return "Message has more than one From header field (RFC 5322 3.6)" }

@@ -56,6 +56,17 @@ public final class DataFolder: Sendable {
                 CREATE INDEX message_by_account ON message(account_id, id);
                 """)
         }
+        migrator.registerMigration("v2-threading") { db in
+            // No account column: the tag is derived from the account and the original id, and the
+            // table must not tell which account sent how much.
+            try db.execute(sql: """
+                CREATE TABLE threading (
+                    tag BLOB PRIMARY KEY,
+                    sealed BLOB NOT NULL,
+                    expires_day INTEGER NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 }

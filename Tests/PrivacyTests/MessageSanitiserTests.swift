@@ -154,7 +154,7 @@ func headerNames(_ message: String) -> [String] {
         }
         #expect(out.contains("filename*=utf-8''r%C3%A9sum%C3%A9.pdf"))
         #expect(out.contains("size=6"))
-        #expect(out.contains("Content-ID: <part1@mail.i2p>"))
+        #expect(!out.contains("part1@mail.i2p"))  // no part refers to it: dropped
         // Leaf bodies unchanged, in order.
         let root = MIMEEntity.parse(Array(out.utf8))
         let leaves = flatten(root)
@@ -202,6 +202,56 @@ func headerNames(_ message: String) -> [String] {
         let out = sanitise(message)
         #expect(!out.contains("User-Agent"))
         #expect(out.hasSuffix("\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nno closing delimiter\r\n"))
+    }
+
+    @Test func unreferencedContentIDsAreDroppedReferencedOnesKept() {
+        let attachment = """
+            From: alice@mail.i2p
+            Content-Type: multipart/mixed; boundary="b"
+
+            --b
+            Content-Type: text/plain
+            Content-ID: <20261129165915.12481@raspberrypi.local>
+
+            text
+            --b--
+
+            """
+        #expect(!sanitise(attachment).contains("raspberrypi"))
+        let related = """
+            From: alice@mail.i2p
+            Content-Type: multipart/related; boundary="b"
+
+            --b
+            Content-Type: text/html
+
+            <img src="cid:img1@mail.i2p">
+            --b
+            Content-Type: image/png
+            Content-ID: <img1@mail.i2p>
+
+            iVBO
+            --b--
+
+            """
+        #expect(sanitise(related).contains("Content-ID: <img1@mail.i2p>\r\n"))
+    }
+
+    @Test func referencesAreRewrittenWithKnownReplacements() {
+        var random = SeededGenerator(state: 9)
+        let message = crlf("From: alice@mail.i2p\nIn-Reply-To: <cover@laptop.lan>\nReferences: <root@example.com>\n <cover@laptop.lan>\n\nbody\n")
+        let out = String(decoding: MessageSanitiser().sanitise(message, context: .init(
+            sender: alice, messageIDDomain: "mail.i2p", releaseTime: 0, messageID: "<fixed@mail.i2p>",
+            referenceReplacements: ["<cover@laptop.lan>": "<new1@mail.i2p>"]), random: &random), as: UTF8.self)
+        #expect(out.contains("Message-ID: <fixed@mail.i2p>\r\n"))
+        #expect(out.contains("In-Reply-To: <new1@mail.i2p>\r\n"))
+        #expect(out.contains("References: <root@example.com>\r\n <new1@mail.i2p>\r\n"))
+        #expect(!out.contains("laptop"))
+    }
+
+    @Test func messageIDsAreReadFromValues() {
+        #expect(MessageSanitiser.messageIDs(in: "<a@b> (comment <x@y>)\t<c@d>") == ["<a@b>", "<c@d>"])
+        #expect(MessageSanitiser.messageIDs(in: "no ids here").isEmpty)
     }
 
     func flatten(_ entity: MIMEEntity) -> [MIMEEntity] {

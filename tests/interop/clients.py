@@ -39,7 +39,9 @@ def swaks(server: PosternServer, folder: Path, *args: str, data: bytes | None = 
            "--timeout", "30", *args]
     if data is not None:
         f = folder / f"swaks-{len(list(folder.glob('swaks-*.eml')))}.eml"
-        f.write_bytes(data)
+        # End the file with the closing dot ourselves: otherwise swaks appends CRLF "." CRLF and the
+        # stored message gains an empty last line.
+        f.write_bytes(data + b".\r\n")
         cmd += ["--data", f"@{f}"]
     return _run(cmd)
 

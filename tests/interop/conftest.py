@@ -62,6 +62,7 @@ def make_server(tmp_path_factory):
     yield factory
     problems = []
     for srv in servers:
+        srv.close_pool()
         if srv.proc is not None and srv.proc.poll() is None:
             rc = srv.stop()
             if rc != 0:
@@ -110,14 +111,14 @@ def pytest_runtest_makereport(item, call):
 # Fresh accounts per test on the module's server.
 @pytest.fixture
 def alice(server):
-    return server.add_account("alice")
+    return server.take_account("alice")
 
 
 @pytest.fixture
 def bob(server):
-    return server.add_account("bob")
+    return server.take_account("bob")
 
 
 @pytest.fixture
 def carol(server):
-    return server.add_account("carol")
+    return server.take_account("carol")

@@ -8,6 +8,8 @@ on stdin), while the server runs.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import itertools
 import os
 import re
@@ -48,6 +50,19 @@ def render_config(sections: dict) -> str:
             out.append(f"{k} = {toml_value(v)}")
         out.append("")
     return "\n".join(out)
+
+
+def _retry_busy(spawn, wait: float = 60.0):
+    """Run spawn(); retry while the binary is being rewritten by a concurrent `swift build`
+    (ETXTBSY), which happens on a developer's machine, never in CI."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return spawn()
+        except OSError as e:
+            if e.errno != errno.ETXTBSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @dataclass
@@ -96,6 +111,9 @@ class PosternServer:
         self._seen = threading.Condition()
         self._counter = itertools.count(1)
         self.accounts: list[Account] = []
+        self._pool_lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._prefetched: dict[str, list] = {}
 
     # -- process ------------------------------------------------------------------------------
     @property
@@ -114,10 +132,10 @@ class PosternServer:
         self.smtp_port = self.pop3_port = None
         self.stdout_lines = []
         err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(
+        self.proc = _retry_busy(lambda: subprocess.Popen(
             [str(self.binary), "serve", "--config", str(self.config_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-            cwd=self.folder, start_new_session=True)
+            cwd=self.folder, start_new_session=True))
         err.close()
         out_log = open(self.stdout_path, "w")
         threading.Thread(target=self._read_stdout, args=(self.proc, out_log), daemon=True).start()
@@ -189,15 +207,34 @@ class PosternServer:
     def cli(self, *args: str, input: str | None = None, check: bool = True,
             timeout: float = 60.0) -> subprocess.CompletedProcess:
         cmd = [str(self.binary), *args, "--config", str(self.config_path)]
-        cp = subprocess.run(cmd, input=input if input is not None else "", capture_output=True, text=True,
-                            timeout=timeout, cwd=self.folder)
+        cp = _retry_busy(lambda: subprocess.run(cmd, input=input if input is not None else "", capture_output=True,
+                                                text=True, timeout=timeout, cwd=self.folder))
         if check and cp.returncode != 0:
             raise ServerError(f"{' '.join(cmd)} exited {cp.returncode}\nstdout: {cp.stdout}\nstderr: {cp.stderr}")
         return cp
 
+    def take_account(self, base: str) -> Account:
+        """A fresh account named BASE-NNN; one more is created in the background for the next
+        test (scrypt makes each `account add` take a while)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="accounts")
+            q = self._prefetched.setdefault(base, [])
+            fut = q.pop(0) if q else None
+            q.append(self._pool.submit(self.add_account, base))
+        return fut.result() if fut is not None else self.add_account(base)
+
+    def close_pool(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            self._prefetched.clear()
+
     def add_account(self, base: str, password: str | None = None) -> Account:
         """Create a fresh account named BASE-NNN (unique on this server) via the CLI."""
-        n = next(self._counter)
+        with self._pool_lock:
+            n = next(self._counter)
         name = f"{base}-{n:03d}"
         acct = Account(name, password or f"correct-horse-{n}")
         self.cli("account", "add", name, input=acct.password + "\n")

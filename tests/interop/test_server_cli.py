@@ -38,13 +38,18 @@ def test_account_add_rules(server):
         "adding an existing account succeeded"
     short = server.cli("account", "add", "shortpw", input="short\n", check=False)
     assert short.returncode != 0, "a password of 5 characters was accepted (minimum 10)"
-    for bad in ("postmaster", "abuse", "root", "admin", "x", "-dash-first", "has space", "a" * 33, "bad!char"):
+    bad_names = ("postmaster", "abuse", "root", "admin", "hostmaster", "webmaster", "mailer-daemon", "noreply",
+                 "x", "_underscore", ".dot-first", "has space", "a" * 33, "bad!char", "ümlaut")
+    for bad in bad_names:
         cp = server.cli("account", "add", bad, input="long-enough-password\n", check=False)
         assert cp.returncode != 0, f"account name {bad!r} was accepted"
     upper = server.cli("account", "add", "MiXeD-Case", input="long-enough-password\n", check=False)
     assert upper.returncode == 0, upper.stderr
     listing = server.cli("account", "list").stdout
     assert ok.name in listing and "mixed-case" in listing, listing
+    listed = set(listing.replace("@", " ").split())
+    assert not listed & {b.lower() for b in bad_names}, f"refused names appear in the list: {listing}"
+    assert "shortpw" not in listed
 
 
 def test_account_show_and_list_reveal_no_password(server):
