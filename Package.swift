@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.1"),
     ],
     targets: [
         // Pure values: addresses, header fields, dot-stuffing. No I/O.
@@ -62,6 +63,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "postern", dependencies: ["PosternApp", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Allocation counts per message on the hot paths, checked against bench/alloc-limits.json
+        // (run by bench/alloc-guard with the interposer preloaded).
+        .executableTarget(name: "postern-alloc-guard", dependencies: [
+            "SMTP", "POP3", "Privacy", "MailCore", "Wire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+        ], path: "bench/AllocGuard"),
 
         .testTarget(name: "WireTests", dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "MailCoreTests", dependencies: ["MailCore"]),

@@ -1,4 +1,7 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Byte-exact multi-line output of stored messages (RFC 1939 section 3, POP-3).
 ///
@@ -34,7 +37,7 @@ public enum POP3DotStuffing {
                     out.writeInteger(dot)
                     chunkStart = lineStart
                 }
-                guard let lineFeed = bytes[lineStart..<end].firstIndex(of: lf) else { break }
+                guard let lineFeed = nextLineFeed(in: bytes, from: lineStart, to: end) else { break }
                 lineStart = lineFeed + 1
             }
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[chunkStart..<end]))
@@ -48,6 +51,14 @@ public enum POP3DotStuffing {
         }
     }
 
+    /// The index of the next LF in `start..<end`, found with memchr: no per-byte work in Swift, and
+    /// no allocation in any build configuration.
+    static func nextLineFeed(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Int? {
+        guard start < end, let base = bytes.baseAddress else { return nil }
+        guard let found = memchr(base + start, Int32(lf), end - start) else { return nil }
+        return base.distance(to: UnsafeRawPointer(found))
+    }
+
     /// The offset just past what `TOP n l` sends: the header up to and including the blank line
     /// that ends it, then at most `bodyLines` lines. Without a blank line the whole message is
     /// header.
@@ -55,7 +66,7 @@ public enum POP3DotStuffing {
         var lineStart = 0
         var headerEnd: Int? = nil
         while lineStart < bytes.count {
-            guard let lineFeed = bytes[lineStart..<bytes.count].firstIndex(of: lf) else { break }
+            guard let lineFeed = nextLineFeed(in: bytes, from: lineStart, to: bytes.count) else { break }
             let length = lineFeed - lineStart  // without the LF
             if length == 0 || (length == 1 && bytes[lineStart] == cr) {
                 headerEnd = lineFeed + 1
@@ -66,7 +77,7 @@ public enum POP3DotStuffing {
         guard var position = headerEnd else { return bytes.count }
         var remaining = max(0, bodyLines)
         while remaining > 0 && position < bytes.count {
-            guard let lineFeed = bytes[position..<bytes.count].firstIndex(of: lf) else {
+            guard let lineFeed = nextLineFeed(in: bytes, from: position, to: bytes.count) else {
                 return bytes.count  // the last line has no line break: it counts as one line
             }
             position = lineFeed + 1
