@@ -18,12 +18,16 @@ public final class DataFolder: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(15)
         configuration.prepareDatabase { db in
-            // WAL commits are durable only with synchronous = FULL (SMTP-7).
-            try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
             try db.execute(sql: "PRAGMA secure_delete = ON")  // ACCT-4: deleted rows are overwritten
         }
         database = try DatabasePool(path: root.appendingPathComponent("postern.sqlite").path, configuration: configuration)
+        // WAL commits are durable only with synchronous = FULL (SMTP-7: the WAL is fsync'ed at
+        // every commit). GRDB sets NORMAL on the writer when it turns WAL on, after
+        // prepareDatabase has run, so FULL is set here, on the one writer connection.
+        try database.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
         try Self.migrator.migrate(database)
     }
 

@@ -42,3 +42,16 @@ import Testing
         }
     }
 }
+
+@Suite struct DurabilitySettingsTests {
+    /// SMTP-7: a WAL commit must be fsync'ed, which SQLite does only with synchronous = FULL (2).
+    @Test func writerCommitsWithSynchronousFull() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sync-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let folder = try DataFolder(path: path)
+        let level = try folder.database.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+        #expect(level == 2)
+        let mode = try folder.database.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+    }
+}
