@@ -22,6 +22,7 @@ public final class CoreService: Service {
 
     public func run() async throws {
         let stores = try CoreStores(configuration: configuration, logger: logger)
+        try? await stores.threading.removeExpired()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let smtp = SubmissionServer(
             configuration: SubmissionServerConfiguration(

@@ -114,10 +114,10 @@ final class SubmissionService: SubmissionBackend {
             let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: stores.configuration.domain,
                                                          now: Int64(Date().timeIntervalSince1970),
                                                          messageID: messageID, referenceReplacements: replacements)
-            try await stores.mail.deliver(prepared, to: targets)
-            if let senderAccount, let original = ids.own {
-                try? await stores.threading.record(original: original, replacement: messageID, accountID: senderAccount.id)
+            let threadingRow = try senderAccount.flatMap { account in
+                try ids.own.map { try stores.threading.row(original: $0, replacement: messageID, accountID: account.id) }
             }
+            try await stores.mail.deliver(prepared, to: targets, threading: threadingRow)
             logger.debug("message stored", metadata: ["recipients": "\(targets.count)"])
             return .accepted
         } catch DeliveryFailure.mailboxFull(let name) {

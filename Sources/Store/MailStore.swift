@@ -71,9 +71,10 @@ public final class MailStore: Sendable {
         try? await readPool.shutdownGracefully()
     }
 
-    /// Stores `message` in each target mailbox. Throws `DeliveryFailure`.
-    public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget]) async throws {
-        let events = try await committer.submit(message: message, targets: targets)
+    /// Stores `message` in each target mailbox, and `threading` (if any) in the same transaction.
+    /// Throws `DeliveryFailure`.
+    public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget], threading: ThreadingRow? = nil) async throws {
+        let events = try await committer.submit(message: message, targets: targets, threading: threading)
         publish(events)
     }
 
@@ -180,6 +181,7 @@ final class GroupCommitter: Sendable {
     struct Job {
         var message: ByteBuffer
         var targets: [MailboxTarget]
+        var threading: ThreadingRow?
         var continuation: CheckedContinuation<[NewMailEvent], any Error>
     }
 
@@ -221,11 +223,11 @@ final class GroupCommitter: Sendable {
         }
     }
 
-    func submit(message: ByteBuffer, targets: [MailboxTarget]) async throws -> [NewMailEvent] {
+    func submit(message: ByteBuffer, targets: [MailboxTarget], threading: ThreadingRow?) async throws -> [NewMailEvent] {
         try await withCheckedThrowingContinuation { continuation in
             let accepted = queue.withLockedValue { queue -> Bool in
                 guard !queue.stopped else { return false }
-                queue.jobs.append(Job(message: message, targets: targets, continuation: continuation))
+                queue.jobs.append(Job(message: message, targets: targets, threading: threading, continuation: continuation))
                 return true
             }
             guard accepted else {
@@ -300,19 +302,22 @@ final class GroupCommitter: Sendable {
                     try db.execute(sql: "SAVEPOINT \(savepoint)")
                     var full: String?
                     for item in written[index] {
-                        let used = try Int.fetchOne(db, sql: "SELECT used_bytes FROM account WHERE id = ?", arguments: [item.target.accountID])
+                        // Cached (prepared once) statements: the hot path compiles no SQL.
+                        let used = try Int.fetchOne(db.cachedStatement(sql: "SELECT used_bytes FROM account WHERE id = ?"),
+                                                    arguments: [item.target.accountID])
                         guard let used else { full = item.target.accountName; break }  // deleted meanwhile
                         if used + item.size > item.target.quotaBytes { full = item.target.accountName; break }
-                        try db.execute(sql: "INSERT INTO message (account_id, uid, size) VALUES (?, ?, ?)",
-                                       arguments: [item.target.accountID, item.uid, item.size])
-                        try db.execute(sql: "UPDATE account SET used_bytes = used_bytes + ? WHERE id = ?",
-                                       arguments: [item.size, item.target.accountID])
+                        try db.cachedStatement(sql: "INSERT INTO message (account_id, uid, size) VALUES (?, ?, ?)")
+                            .execute(arguments: [item.target.accountID, item.uid, item.size])
+                        try db.cachedStatement(sql: "UPDATE account SET used_bytes = used_bytes + ? WHERE id = ?")
+                            .execute(arguments: [item.size, item.target.accountID])
                     }
                     if let full {
                         try db.execute(sql: "ROLLBACK TO \(savepoint)")
                         try db.execute(sql: "RELEASE \(savepoint)")
                         failures[index] = .mailboxFull(accountName: full)
                     } else {
+                        try jobs[index].threading?.insert(db)
                         try db.execute(sql: "RELEASE \(savepoint)")
                         var counts: [Int64: (String, Int)] = [:]
                         for item in written[index] { counts[item.target.accountID, default: (item.target.accountName, 0)].1 += 1 }

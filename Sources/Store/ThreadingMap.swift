@@ -58,14 +58,37 @@ public final class ThreadingMap: Sendable {
         return result
     }
 
-    public func record(original: String, replacement: String, accountID: Int64) async throws {
-        let tag = tag(accountID: accountID, original: original)
+    /// The row that records `original → replacement`. It is written by `MailStore.deliver` in
+    /// the same transaction as the message it belongs to: no extra commit per message.
+    public func row(original: String, replacement: String, accountID: Int64) throws -> ThreadingRow {
         let sealed = try AES.GCM.seal(Array(replacement.utf8), using: derive("key", accountID: accountID, original: original)).combined!
         let today = Int(Date().timeIntervalSince1970 / 86400)
-        try await folder.database.write { [lifetimeDays] db in
+        return ThreadingRow(tag: tag(accountID: accountID, original: original), sealed: sealed, expiresDay: today + lifetimeDays)
+    }
+
+    /// Writes a row on its own (tests, tools); deliveries pass theirs to `MailStore.deliver`.
+    public func record(original: String, replacement: String, accountID: Int64) async throws {
+        let row = try row(original: original, replacement: replacement, accountID: accountID)
+        try await folder.database.write { db in try row.insert(db) }
+    }
+
+    /// Removes expired rows; run at start and then daily.
+    public func removeExpired() async throws {
+        let today = Int(Date().timeIntervalSince1970 / 86400)
+        try await folder.database.write { db in
             try db.execute(sql: "DELETE FROM threading WHERE expires_day < ?", arguments: [today])
-            try db.execute(sql: "INSERT OR REPLACE INTO threading (tag, sealed, expires_day) VALUES (?, ?, ?)",
-                           arguments: [tag, sealed, today + lifetimeDays])
         }
+    }
+}
+
+/// One sealed threading row, ready to be written (see `ThreadingMap`).
+public struct ThreadingRow: Sendable, Equatable {
+    public var tag: Data
+    public var sealed: Data
+    public var expiresDay: Int
+
+    func insert(_ db: Database) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO threading (tag, sealed, expires_day) VALUES (?, ?, ?)",
+                       arguments: [tag, sealed, expiresDay])
     }
 }
