@@ -15,6 +15,31 @@ public protocol POP3Backend: Sendable {
     func messageBytes(in mailbox: String, uid: String) async throws -> ByteBuffer
     /// Deletes messages for good; called only in the UPDATE state after QUIT (RFC 1939 section 6).
     func deleteMessages(in mailbox: String, uids: [String]) async throws
+
+    // The hot ones again for a caller on an event loop. The defaults run the async ones in a
+    // task; PosternApp's backend answers with one hop to its worker threads instead.
+    func authenticate(username: String, password: String, on loop: any EventLoop) -> EventLoopFuture<POP3AuthOutcome>
+    func lockMaildrop(_ mailbox: String, on loop: any EventLoop) -> EventLoopFuture<Bool>
+    func listMessages(in mailbox: String, on loop: any EventLoop) -> EventLoopFuture<[POP3MessageInfo]>
+    func messageBytes(in mailbox: String, uid: String, on loop: any EventLoop) -> EventLoopFuture<ByteBuffer>
+}
+
+extension POP3Backend {
+    public func authenticate(username: String, password: String, on loop: any EventLoop) -> EventLoopFuture<POP3AuthOutcome> {
+        loop.makeFutureWithTask { await self.authenticate(username: username, password: password) }
+    }
+
+    public func lockMaildrop(_ mailbox: String, on loop: any EventLoop) -> EventLoopFuture<Bool> {
+        loop.makeFutureWithTask { await self.lockMaildrop(mailbox) }
+    }
+
+    public func listMessages(in mailbox: String, on loop: any EventLoop) -> EventLoopFuture<[POP3MessageInfo]> {
+        loop.makeFutureWithTask { try await self.listMessages(in: mailbox) }
+    }
+
+    public func messageBytes(in mailbox: String, uid: String, on loop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        loop.makeFutureWithTask { try await self.messageBytes(in: mailbox, uid: uid) }
+    }
 }
 
 public enum POP3AuthOutcome: Sendable, Equatable {

@@ -188,41 +188,41 @@ final class POP3ConnectionHandler: ChannelDuplexHandler {
                 close()
             case .authenticate(let username, let password):
                 let backend = self.backend
-                runEffect({ await backend.authenticate(username: username, password: password) }) {
+                runEffect({ loop in backend.authenticate(username: username, password: password, on: loop) }) {
                     $0.authenticated($1)
                 }
             case .lockAndList(let mailbox):
                 let backend = self.backend
-                runEffect({ () async -> POP3Session.MaildropOutcome in
-                    guard await backend.lockMaildrop(mailbox) else { return .inUse }
-                    do {
-                        return .opened(try await backend.listMessages(in: mailbox))
-                    } catch {
-                        return .listFailed
+                runEffect({ loop -> EventLoopFuture<POP3Session.MaildropOutcome> in
+                    backend.lockMaildrop(mailbox, on: loop).flatMap { locked in
+                        guard locked else { return loop.makeSucceededFuture(.inUse) }
+                        return backend.listMessages(in: mailbox, on: loop)
+                            .map { .opened($0) }
+                            .recover { _ in .listFailed }
                     }
                 }) { $0.maildropOpened($1) }
             case .fetch(let mailbox, let uid, _):
                 let backend = self.backend
-                runEffect({ () async -> POP3Session.FetchOutcome in
-                    do {
-                        return .message(try await backend.messageBytes(in: mailbox, uid: uid))
-                    } catch {
-                        return .failed
-                    }
+                runEffect({ loop in
+                    backend.messageBytes(in: mailbox, uid: uid, on: loop)
+                        .map { POP3Session.FetchOutcome.message($0) }
+                        .recover { _ in .failed }
                 }) { $0.fetched($1) }
             case .delete(let mailbox, let uids):
                 let backend = self.backend
-                runEffect({ () async -> Bool in
-                    do {
-                        try await backend.deleteMessages(in: mailbox, uids: uids)
-                        return true
-                    } catch {
-                        return false
+                runEffect({ loop in
+                    loop.makeFutureWithTask { () async -> Bool in
+                        do {
+                            try await backend.deleteMessages(in: mailbox, uids: uids)
+                            return true
+                        } catch {
+                            return false
+                        }
                     }
                 }) { $0.deleted(succeeded: $1) }
             case .unlock(let mailbox):
                 let backend = self.backend
-                runEffect({ await backend.unlockMaildrop(mailbox) }) { session, _ in session.unlocked() }
+                runEffect({ loop in loop.makeFutureWithTask { await backend.unlockMaildrop(mailbox) } }) { session, _ in session.unlocked() }
             }
         }
     }
@@ -230,18 +230,18 @@ final class POP3ConnectionHandler: ChannelDuplexHandler {
     /// Runs a backend call off the event loop and feeds its result back on the loop. Also after
     /// the connection has ended: the session may still have a lock to release.
     private func runEffect<Result: Sendable>(
-        _ work: @escaping @Sendable () async -> Result,
+        _ work: (any EventLoop) -> EventLoopFuture<Result>,
         resume: @escaping (inout POP3Session, Result) -> [POP3Session.Action]
     ) {
         guard let eventLoop = context?.eventLoop ?? eventLoopAfterRemoval else { return }
         effectPending = true
-        eventLoop.makeFutureWithTask(work).assumeIsolated().whenComplete { result in
+        work(eventLoop).hop(to: eventLoop).assumeIsolated().whenComplete { result in
             self.effectPending = false
             switch result {
             case .success(let value):
                 self.perform(resume(&self.session, value))
             case .failure:
-                // Unreachable: the work does not throw. Should it ever, end the connection.
+                // Failures come back as values; a failed future (workers shut down) ends the connection.
                 self.logger.debug("POP3 effect failed")
                 self.context?.close(promise: nil)
             }

@@ -3,6 +3,7 @@ import Logging
 import MailCore
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import POP3
 import Privacy
 import SMTP
@@ -16,23 +17,30 @@ public final class CoreStores: Sendable {
     public let mail: MailStore
     public let authenticator: Authenticator
     public let threading: ThreadingMap
+    /// Threads for the protocols' store work (index reads, sanitising, file reads): an event loop
+    /// hands a command's whole effect to one of them and gets the answer back, one hop each way.
+    public let workers: NIOThreadPool
 
-    public init(configuration: PosternConfiguration, logger: Logger) throws {
+    /// `routingCacheLifetime`: seconds an account read for routing is reused (RecentAccounts).
+    public init(configuration: PosternConfiguration, logger: Logger, routingCacheLifetime: Double = 2) throws {
         self.configuration = configuration
         folder = try DataFolder(path: configuration.dataDirectory)
         accounts = AccountStore(folder: folder,
                                 policy: AccountNamePolicy(domain: configuration.domain, extraReserved: configuration.extraReservedNames),
-                                quarantineDays: Int(configuration.nameQuarantine / 86400))
+                                quarantineDays: Int(configuration.nameQuarantine / 86400), recentLifetime: routingCacheLifetime)
         mail = try MailStore(folder: folder, logger: logger)
         threading = try ThreadingMap(folder: folder)
         authenticator = Authenticator(accounts: accounts,
                                       backoff: LoginBackoff(base: configuration.authPenaltyBase, maximum: configuration.authPenaltyMax),
                                       logger: logger)
+        workers = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
+        workers.start()
     }
 
     public func close() async {
         await mail.close()
         await authenticator.shutdown()
+        try? await workers.shutdownGracefully()
     }
 
     func quota(of account: Account) -> Int { account.quotaBytes ?? configuration.mailboxQuota }
@@ -45,6 +53,30 @@ public final class CoreStores: Sendable {
             return try await accounts.operatorAccount(configured: configuration.operatorAccount)
         }
         return try await accounts.find(local)
+    }
+
+    /// The same for routing, on the calling thread (a worker, never an event loop): from the
+    /// recent accounts if there, else read and remembered.
+    func mailboxNow(for address: EmailAddress) throws -> Account? {
+        guard let key = routingKey(address) else { return nil }
+        if let account = accounts.recent.lookup(key) { return account }
+        let account: Account?
+        if key == "postmaster" || key == "abuse" {
+            account = try accounts.operatorAccountNow(configured: configuration.operatorAccount)
+        } else {
+            account = try accounts.find(key)
+        }
+        if let account { accounts.recent.remember(account, as: key) }
+        return account
+    }
+
+    /// The mailbox of `address` if it was read in the last seconds; safe on an event loop.
+    func recentMailbox(for address: EmailAddress) -> Account? {
+        routingKey(address).flatMap(accounts.recent.lookup)
+    }
+
+    private func routingKey(_ address: EmailAddress) -> String? {
+        try? accounts.policy.normalise(address.localPart)
     }
 }
 
@@ -59,8 +91,18 @@ final class SubmissionService: SubmissionBackend {
     }
 
     func authenticate(username: String, password: String) async -> SMTPAuthOutcome {
-        switch await stores.authenticator.verify(username: username, password: password) {
+        outcome(of: await stores.authenticator.verify(username: username, password: password))
+    }
+
+    func authenticate(username: String, password: String, on loop: any EventLoop) -> EventLoopFuture<SMTPAuthOutcome> {
+        stores.authenticator.verify(username: username, password: password, on: loop).map { self.outcome(of: $0) }
+    }
+
+    private func outcome(of result: LoginResult) -> SMTPAuthOutcome {
+        switch result {
         case .success(let account):
+            // The delivery that follows looks the sender up again (threading map): no second read.
+            stores.accounts.recent.remember(account, as: account.name)
             return .success(EmailAddress(localPart: account.name, domain: stores.configuration.domain))
         case .failure:
             logger.info("smtp authentication failed")
@@ -71,31 +113,75 @@ final class SubmissionService: SubmissionBackend {
     }
 
     func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?) async -> RecipientVerdict {
+        (try? await stores.workers.runIfActive { self.checkRecipientNow(recipient, declaredSize: declaredSize) }) ?? Self.localProblem
+    }
+
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict> {
+        // An account read a moment ago answers on the loop itself: no thread switch at all.
+        if recipient.domain == stores.configuration.domain, let account = stores.recentMailbox(for: recipient) {
+            return loop.makeSucceededFuture(verdict(recipient, account: account, declaredSize: declaredSize))
+        }
+        return stores.workers.runIfActive(eventLoop: loop) { self.checkRecipientNow(recipient, declaredSize: declaredSize) }
+            .recover { _ in Self.localProblem }
+    }
+
+    private static let localProblem = RecipientVerdict.rejected(SMTPReply(451, "4.3.0", "Temporary local problem, try again later"))
+
+    /// RCPT TO, on a worker thread.
+    private func checkRecipientNow(_ recipient: EmailAddress, declaredSize: Int?) -> RecipientVerdict {
         // SMTP-4: only local recipients until an Internet gateway exists; never an open relay.
         guard recipient.domain == stores.configuration.domain else {
             return .rejected(SMTPReply(550, "5.7.1", "Relaying to <\(recipient)> denied: this server has no Internet gateway configured"))
         }
         do {
-            guard let account = try await stores.mailbox(for: recipient) else {
-                return .rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>"))
-            }
-            // MBOX-2: refuse at RCPT when the mailbox is already full or the announced size does not fit.
-            if account.usedBytes + (declaredSize ?? 1) > stores.quota(of: account) {
-                return .rejected(SMTPReply(452, "4.2.2", "Mailbox full: <\(recipient)> is over its quota"))
-            }
-            return .accepted
+            return verdict(recipient, account: try stores.mailboxNow(for: recipient), declaredSize: declaredSize)
         } catch {
             logger.error("recipient lookup failed", metadata: ["error": "\(type(of: error))"])
-            return .rejected(SMTPReply(451, "4.3.0", "Temporary local problem, try again later"))
+            return Self.localProblem
         }
     }
 
+    private func verdict(_ recipient: EmailAddress, account: Account?, declaredSize: Int?) -> RecipientVerdict {
+        guard let account else {
+            return .rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>"))
+        }
+        // MBOX-2: refuse at RCPT when the mailbox is already full or the announced size does not fit.
+        if account.usedBytes + (declaredSize ?? 1) > stores.quota(of: account) {
+            return .rejected(SMTPReply(452, "4.2.2", "Mailbox full: <\(recipient)> is over its quota"))
+        }
+        return .accepted
+    }
+
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
+        await withCheckedContinuation { continuation in
+            stores.workers.submit { state in
+                guard case .active = state else { return continuation.resume(returning: Self.notStored) }
+                self.deliverNow(envelope, message: message) { continuation.resume(returning: $0) }
+            }
+        }
+    }
+
+    func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<DeliveryOutcome> {
+        let promise = loop.makePromise(of: DeliveryOutcome.self)
+        stores.workers.submit { state in
+            guard case .active = state else { return promise.succeed(Self.notStored) }
+            self.deliverNow(envelope, message: message) { promise.succeed($0) }
+        }
+        return promise.futureResult
+    }
+
+    private static let notStored = DeliveryOutcome.rejected(SMTPReply(451, "4.3.0", "Temporary local problem: message not stored, try again later"))
+
+    /// End of DATA, on a worker thread: resolve the mailboxes, apply the submission policy, and
+    /// hand the result to the committer, which calls `completion` once it is durable (SMTP-7).
+    private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer,
+                            completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
+        let domain = stores.configuration.domain
         do {
             var targets: [MailboxTarget] = []
             for recipient in envelope.recipients {
-                guard let account = try await stores.mailbox(for: recipient) else {
-                    return .rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>"))
+                guard let account = try stores.mailboxNow(for: recipient) else {
+                    return completion(.rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>")))
                 }
                 // Two addresses may name one mailbox (postmaster@ and the operator): deliver once.
                 if !targets.contains(where: { $0.accountID == account.id }) {
@@ -104,27 +190,38 @@ final class SubmissionService: SubmissionBackend {
             }
             // Threading across Postern's Message-ID replacement (PRIV-2): see ThreadingMap.
             let ids = SubmissionPreparation.messageIDs(of: message)
-            let senderAccount = try await stores.accounts.find(envelope.sender.localPart)
+            let senderAccount = try stores.mailboxNow(for: envelope.sender)
             var replacements: [String: String] = [:]
-            if let senderAccount {
-                replacements = try await stores.threading.replacements(for: ids.references, accountID: senderAccount.id)
+            if let senderAccount, !ids.references.isEmpty {
+                replacements = try stores.threading.replacementsNow(for: ids.references, accountID: senderAccount.id)
             }
             var random = SystemRandomNumberGenerator()
-            let messageID = MessageSanitiser.newMessageID(domain: stores.configuration.domain, random: &random)
-            let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: stores.configuration.domain,
+            let messageID = MessageSanitiser.newMessageID(domain: domain, random: &random)
+            let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: domain,
                                                          now: Int64(Date().timeIntervalSince1970),
                                                          messageID: messageID, referenceReplacements: replacements)
             let threadingRow = try senderAccount.flatMap { account in
                 try ids.own.map { try stores.threading.row(original: $0, replacement: messageID, accountID: account.id) }
             }
-            try await stores.mail.deliver(prepared, to: targets, threading: threadingRow)
-            logger.debug("message stored", metadata: ["recipients": "\(targets.count)"])
-            return .accepted
-        } catch DeliveryFailure.mailboxFull(let name) {
-            return .rejected(SMTPReply(552, "5.2.2", "Mailbox full: <\(name)@\(stores.configuration.domain)> has no room for this message"))
+            let logger = self.logger
+            let mailboxes = targets.count
+            stores.mail.deliver(prepared, to: targets, threading: threadingRow) { result in
+                switch result {
+                case .success:
+                    logger.debug("message stored", metadata: ["recipients": "\(mailboxes)"])
+                    completion(.accepted)
+                case .failure(DeliveryFailure.mailboxFull(let name)):
+                    completion(.rejected(SMTPReply(552, "5.2.2", "Mailbox full: <\(name)@\(domain)> has no room for this message")))
+                case .failure(DeliveryFailure.mailboxGone(let name)):
+                    completion(.rejected(SMTPReply(550, "5.1.1", "No such user here: <\(name)@\(domain)>")))
+                case .failure(let error):
+                    logger.error("delivery failed", metadata: ["error": "\(error)"])
+                    completion(Self.notStored)
+                }
+            }
         } catch {
             logger.error("delivery failed", metadata: ["error": "\(error)"])
-            return .rejected(SMTPReply(451, "4.3.0", "Temporary local problem: message not stored, try again later"))
+            completion(Self.notStored)
         }
     }
 }
@@ -165,7 +262,14 @@ extension SubmissionPreparation {
 final class MaildropService: POP3Backend {
     private let stores: CoreStores
     private let logger: Logger
-    private let locks = NIOLockedValueBox<Set<String>>([])
+    /// The locked maildrops (POP-2) and, once listed, whose they are and what they hold: a RETR
+    /// of a listed message then reads its file with no index query.
+    private let open = NIOLockedValueBox<[String: OpenMaildrop]>([:])
+
+    private struct OpenMaildrop {
+        var accountID: Int64?
+        var uids: Set<String> = []
+    }
 
     init(stores: CoreStores, logger: Logger) {
         self.stores = stores
@@ -173,7 +277,15 @@ final class MaildropService: POP3Backend {
     }
 
     func authenticate(username: String, password: String) async -> POP3AuthOutcome {
-        switch await stores.authenticator.verify(username: username, password: password) {
+        outcome(of: await stores.authenticator.verify(username: username, password: password))
+    }
+
+    func authenticate(username: String, password: String, on loop: any EventLoop) -> EventLoopFuture<POP3AuthOutcome> {
+        stores.authenticator.verify(username: username, password: password, on: loop).map { self.outcome(of: $0) }
+    }
+
+    private func outcome(of result: LoginResult) -> POP3AuthOutcome {
+        switch result {
         case .success(let account): return .success(mailbox: account.name)
         case .failure:
             logger.info("pop3 authentication failed")
@@ -183,27 +295,66 @@ final class MaildropService: POP3Backend {
     }
 
     func lockMaildrop(_ mailbox: String) async -> Bool {
-        locks.withLockedValue { $0.insert(mailbox).inserted }
+        lock(mailbox)
+    }
+
+    func lockMaildrop(_ mailbox: String, on loop: any EventLoop) -> EventLoopFuture<Bool> {
+        loop.makeSucceededFuture(lock(mailbox))
+    }
+
+    private func lock(_ mailbox: String) -> Bool {
+        open.withLockedValue { open in
+            guard open[mailbox] == nil else { return false }
+            open[mailbox] = OpenMaildrop()
+            return true
+        }
     }
 
     func unlockMaildrop(_ mailbox: String) async {
-        _ = locks.withLockedValue { $0.remove(mailbox) }
-    }
-
-    private func accountID(_ mailbox: String) async throws -> Int64 {
-        guard let account = try await stores.accounts.find(mailbox) else { throw DeliveryFailure.storage("account gone") }
-        return account.id
+        _ = open.withLockedValue { $0.removeValue(forKey: mailbox) }
     }
 
     func listMessages(in mailbox: String) async throws -> [POP3MessageInfo] {
-        try await stores.mail.messages(ofAccount: try await accountID(mailbox)).map { POP3MessageInfo(uid: $0.uid, size: $0.size) }
+        try await stores.workers.runIfActive { try self.listNow(mailbox) }
+    }
+
+    func listMessages(in mailbox: String, on loop: any EventLoop) -> EventLoopFuture<[POP3MessageInfo]> {
+        stores.workers.runIfActive(eventLoop: loop) { try self.listNow(mailbox) }
+    }
+
+    private func listNow(_ mailbox: String) throws -> [POP3MessageInfo] {
+        let accountID = try accountIDNow(mailbox)
+        let listing = try stores.mail.messagesNow(ofAccount: accountID)
+        open.withLockedValue { open in
+            guard open[mailbox] != nil else { return }  // not locked (a caller without the lock)
+            open[mailbox] = OpenMaildrop(accountID: accountID, uids: Set(listing.map(\.uid)))
+        }
+        return listing.map { POP3MessageInfo(uid: $0.uid, size: $0.size) }
     }
 
     func messageBytes(in mailbox: String, uid: String) async throws -> ByteBuffer {
-        try await stores.mail.content(ofAccount: try await accountID(mailbox), uid: uid)
+        try await stores.workers.runIfActive { try self.contentNow(mailbox, uid: uid) }
+    }
+
+    func messageBytes(in mailbox: String, uid: String, on loop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        stores.workers.runIfActive(eventLoop: loop) { try self.contentNow(mailbox, uid: uid) }
+    }
+
+    private func contentNow(_ mailbox: String, uid: String) throws -> ByteBuffer {
+        let listed = open.withLockedValue { open in open[mailbox].map { $0.accountID != nil && $0.uids.contains(uid) } }
+        // A uid from this locked maildrop's own listing is this account's: read the file. Anything
+        // else goes through the index, which reads only what the account owns.
+        if listed == true { return try stores.mail.contentNow(listedUID: uid) }
+        return try stores.mail.contentNow(ofAccount: try accountIDNow(mailbox), uid: uid)
     }
 
     func deleteMessages(in mailbox: String, uids: [String]) async throws {
-        try await stores.mail.delete(ofAccount: try await accountID(mailbox), uids: uids)
+        let accountID = try await stores.workers.runIfActive { try self.accountIDNow(mailbox) }
+        try await stores.mail.delete(ofAccount: accountID, uids: uids)
+    }
+
+    private func accountIDNow(_ mailbox: String) throws -> Int64 {
+        guard let account = try stores.accounts.find(mailbox) else { throw DeliveryFailure.storage("account gone") }
+        return account.id
     }
 }

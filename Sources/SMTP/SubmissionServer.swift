@@ -216,33 +216,39 @@ final class SubmissionHandler: ChannelDuplexHandler {
             case .authenticate(let username, let password):
                 // Replies before this one go out now: the check may take seconds (back-off).
                 writeReplies(context: context)
-                runEffect(context: context, { [backend] in await backend.authenticate(username: username, password: password) }) {
+                runEffect(context: context, backend.authenticate(username: username, password: password, on: context.eventLoop)) {
                     $0.authenticated($1)
                 }
             case .checkRecipient(let recipient, let sender, let size):
-                runEffect(context: context, { [backend] in await backend.checkRecipient(recipient, sender: sender, declaredSize: size) }) {
+                runEffect(context: context, backend.checkRecipient(recipient, sender: sender, declaredSize: size, on: context.eventLoop)) {
                     $0.recipientChecked($1)
                 }
             case .deliver(let envelope, let message):
-                runEffect(context: context, { [backend] in await backend.deliver(envelope, message: message) }) {
+                runEffect(context: context, backend.deliver(envelope, message: message, on: context.eventLoop)) {
                     $0.delivered($1)
                 }
             }
         }
     }
 
-    /// Runs `work` off the event loop and feeds its result back to the session on the loop.
+    /// Feeds the result of a backend call (running off the event loop) back to the session on the loop.
     private func runEffect<Result: Sendable>(
         context: ChannelHandlerContext,
-        _ work: @escaping @Sendable () async -> Result,
+        _ work: EventLoopFuture<Result>,
         resume: @escaping (inout SubmissionSession, Result) -> [SubmissionSession.Action]
     ) {
         let loop = context.eventLoop
         let boundContext = NIOLoopBound(context, eventLoop: loop)
         let boundSelf = NIOLoopBound(self, eventLoop: loop)
-        loop.makeFutureWithTask(work).assumeIsolated().whenSuccess { result in
+        work.hop(to: loop).assumeIsolated().whenComplete { outcome in
             let handler = boundSelf.value
             guard !handler.closing else { return }
+            guard case .success(let result) = outcome else {
+                // Backends answer refusals as values; a failed future means the server is going away.
+                SMTPReply(421, "4.3.0", "Local problem, closing connection").write(into: &handler.output)
+                handler.flushAndClose(context: boundContext.value)
+                return
+            }
             let actions = resume(&handler.session, result)
             handler.armTimeout(context: boundContext.value)
             handler.perform(actions, context: boundContext.value)

@@ -119,13 +119,18 @@ public final class AccountStore: Sendable {
     /// Days a deleted name stays reserved (ACCT-4; default 180).
     public let quarantineDays: Int
     public let hashParameters: PasswordHash.Parameters
+    /// Accounts read in the last seconds, for mail routing (see RecentAccounts). Changes made
+    /// through this store forget the account at once; the CLI, another process, is seen within
+    /// the cache's lifetime.
+    public let recent: RecentAccounts
 
     public init(folder: DataFolder, policy: AccountNamePolicy, quarantineDays: Int = 180,
-                hashParameters: PasswordHash.Parameters = .standard) {
+                hashParameters: PasswordHash.Parameters = .standard, recentLifetime: Double = 2) {
         self.folder = folder
         self.policy = policy
         self.quarantineDays = quarantineDays
         self.hashParameters = hashParameters
+        self.recent = RecentAccounts(lifetime: recentLifetime, now: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
     }
 
     static func today() -> Int { Int(Date().timeIntervalSince1970 / 86400) }
@@ -151,7 +156,7 @@ public final class AccountStore: Sendable {
     public func find(_ input: String) throws -> Account? {
         guard let name = try? policy.normalise(input) else { return nil }
         return try folder.database.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM account WHERE name = ?", arguments: [name]).map(Account.init(row:))
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM account WHERE name = ?"), arguments: [name]).map(Account.init(row:))
         }
     }
 
@@ -182,6 +187,14 @@ public final class AccountStore: Sendable {
         }
     }
 
+    /// The same, read on the calling thread (a worker thread, never an event loop).
+    public func operatorAccountNow(configured: String?) throws -> Account? {
+        if let configured { return try find(configured) }
+        return try folder.database.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM account ORDER BY id LIMIT 1").map(Account.init(row:))
+        }
+    }
+
     public func setPassword(_ input: String, password: String) throws {
         guard password.count >= PasswordHash.minimumPasswordLength else { throw AccountError.passwordTooShort }
         let account = try require(input)
@@ -189,6 +202,7 @@ public final class AccountStore: Sendable {
         try folder.database.write { db in
             try db.execute(sql: "UPDATE account SET password_hash = ? WHERE id = ?", arguments: [hash, account.id])
         }
+        recent.forget(accountID: account.id)
     }
 
     /// Applies `key=value` settings (ACCT-5). Every key is validated before anything is written.
@@ -229,6 +243,7 @@ public final class AccountStore: Sendable {
                 throw AccountError.invalidSetting("unknown setting \(key): use quota, delay, irc_nick, key_listing, html_sanitise or internet_quota")
             }
         }
+        defer { recent.forget(accountID: account.id) }
         return try folder.database.write { db in
             for (column, value) in assignments {
                 try db.execute(sql: "UPDATE account SET \(column) = ? WHERE id = ?", arguments: [value, account.id])
@@ -250,6 +265,7 @@ public final class AccountStore: Sendable {
                            arguments: [account.name, Self.today() + quarantineDays])
             return uids
         }
+        recent.forget(accountID: account.id)
         for uid in uids {
             unlink(folder.messagesDirectory.appendingPathComponent(uid).path)
         }

@@ -93,11 +93,9 @@ public final class Authenticator: Sendable {
     }
 
     public func verify(username: String, password: String) async -> LoginResult {
-        let key = (try? accounts.policy.normalise(username)) ?? "invalid:" + username.lowercased().prefix(64)
-        let now = Date().timeIntervalSince1970
-        guard let wait = backoff.withLockedValue({ $0.admit(key, now: now) }) else { return .temporaryFailure }
+        let key = Self.backoffKey(username, policy: accounts.policy)
+        guard let wait = backoff.withLockedValue({ $0.admit(key, now: Date().timeIntervalSince1970) }) else { return .temporaryFailure }
         if wait > 0 { try? await Task.sleep(nanoseconds: UInt64(wait * 1_000_000_000)) }
-
         let account: Account?
         do {
             account = try await accounts.find(username)
@@ -105,29 +103,81 @@ public final class Authenticator: Sendable {
             logger.error("account lookup failed", metadata: ["error": "\(type(of: error))"])
             return .temporaryFailure
         }
-        let stored = account.flatMap { PasswordHash(encoded: $0.passwordHash) }
-        let fingerprint = HMAC<SHA256>.authenticationCode(
-            for: Array("\(key)\u{0}\(account?.passwordHash ?? "")\u{0}\(password)".utf8), using: cacheKey)
-        let digest = SHA256.hash(data: Data(fingerprint))
-        let cachedUntil = cache.withLockedValue { $0[digest] }
-        var valid = false
-        if let cachedUntil, account != nil, cachedUntil > Date().timeIntervalSince1970 {
-            valid = true
-        } else {
-            let hash = stored ?? dummyHash
-            let matches = (try? await pool.runIfActive { hash.verify(password: password) }) ?? false
-            valid = matches && stored != nil
+        let attempt = Attempt(key: key, account: account, password: password, cacheKey: cacheKey)
+        if isCached(attempt) { return conclude(attempt, valid: true) }
+        let hash = attempt.storedHash ?? dummyHash
+        let matches = (try? await pool.runIfActive { hash.verify(password: password) }) ?? false
+        return conclude(attempt, valid: matches && attempt.storedHash != nil)
+    }
+
+    /// The same for a caller on an event loop: the whole check (account read, then the cached
+    /// fingerprint or scrypt) in one hop to the checking threads and back; no task.
+    public func verify(username: String, password: String, on loop: any EventLoop) -> EventLoopFuture<LoginResult> {
+        let key = Self.backoffKey(username, policy: accounts.policy)
+        guard let wait = backoff.withLockedValue({ $0.admit(key, now: Date().timeIntervalSince1970) }) else {
+            return loop.makeSucceededFuture(.temporaryFailure)
         }
-        let later = Date().timeIntervalSince1970
-        if valid, let account {
-            backoff.withLockedValue { $0.recordSuccess(key) }
+        let check = { [self] in
+            pool.runIfActive(eventLoop: loop) { self.checkNow(key: key, username: username, password: password) }
+                .recover { _ in .temporaryFailure }
+        }
+        guard wait > 0 else { return check() }
+        return loop.scheduleTask(in: .nanoseconds(Int64(wait * 1_000_000_000))) {}.futureResult.flatMap(check)
+    }
+
+    private static func backoffKey(_ username: String, policy: AccountNamePolicy) -> String {
+        (try? policy.normalise(username)) ?? "invalid:" + username.lowercased().prefix(64)
+    }
+
+    /// One login attempt with the account as read; `fingerprint` binds the cache entry to the
+    /// name, the stored hash and the password.
+    private struct Attempt {
+        var key: String
+        var account: Account?
+        var storedHash: PasswordHash?
+        var fingerprint: SHA256Digest
+
+        init(key: String, account: Account?, password: String, cacheKey: SymmetricKey) {
+            self.key = key
+            self.account = account
+            storedHash = account.flatMap { PasswordHash(encoded: $0.passwordHash) }
+            let code = HMAC<SHA256>.authenticationCode(
+                for: Array("\(key)\u{0}\(account?.passwordHash ?? "")\u{0}\(password)".utf8), using: cacheKey)
+            fingerprint = SHA256.hash(data: Data(code))
+        }
+    }
+
+    /// The check on a worker thread: account read, then the cached fingerprint or scrypt.
+    private func checkNow(key: String, username: String, password: String) -> LoginResult {
+        let account: Account?
+        do {
+            account = try accounts.find(username)
+        } catch {
+            logger.error("account lookup failed", metadata: ["error": "\(type(of: error))"])
+            return .temporaryFailure
+        }
+        let attempt = Attempt(key: key, account: account, password: password, cacheKey: cacheKey)
+        if isCached(attempt) { return conclude(attempt, valid: true) }
+        let valid = (attempt.storedHash ?? dummyHash).verify(password: password) && attempt.storedHash != nil
+        return conclude(attempt, valid: valid)
+    }
+
+    private func isCached(_ attempt: Attempt) -> Bool {
+        guard attempt.account != nil, let until = cache.withLockedValue({ $0[attempt.fingerprint] }) else { return false }
+        return until > Date().timeIntervalSince1970
+    }
+
+    private func conclude(_ attempt: Attempt, valid: Bool) -> LoginResult {
+        let now = Date().timeIntervalSince1970
+        if valid, let account = attempt.account {
+            backoff.withLockedValue { $0.recordSuccess(attempt.key) }
             cache.withLockedValue { cache in
-                if cache.count > 10_000 { cache = cache.filter { $0.value > later } }
-                cache[digest] = later + cacheLifetime
+                if cache.count > 10_000 { cache = cache.filter { $0.value > now } }
+                cache[attempt.fingerprint] = now + cacheLifetime
             }
             return .success(account)
         }
-        backoff.withLockedValue { $0.recordFailure(key, now: later) }
+        backoff.withLockedValue { $0.recordFailure(attempt.key, now: now) }
         return .failure
     }
 }

@@ -24,6 +24,8 @@ public struct NewMailEvent: Sendable, Equatable {
 public enum DeliveryFailure: Error, Equatable, Sendable {
     /// The mailbox of this account has no room for the message (MBOX-2).
     case mailboxFull(accountName: String)
+    /// The account was deleted after the recipient was accepted.
+    case mailboxGone(accountName: String)
     /// The disk or database failed; nothing was stored.
     case storage(String)
 }
@@ -74,27 +76,62 @@ public final class MailStore: Sendable {
     /// Stores `message` in each target mailbox, and `threading` (if any) in the same transaction.
     /// Throws `DeliveryFailure`.
     public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget], threading: ThreadingRow? = nil) async throws {
-        let events = try await committer.submit(message: message, targets: targets, threading: threading)
-        publish(events)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            deliver(message, to: targets, threading: threading) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// The same without a suspension: `completion` runs on the committer thread once the
+    /// delivery is durable or has failed. The SMTP path uses this to go from its worker thread to
+    /// the committer and back to the event loop with no hop in between.
+    public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget], threading: ThreadingRow? = nil,
+                        completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        committer.submit(message: message, targets: targets, threading: threading) { [self] result in
+            switch result {
+            case .success(let events):
+                publish(events)
+                completion(.success(()))
+            case .failure(let failure):
+                completion(.failure(failure))
+            }
+        }
     }
 
     public func messages(ofAccount accountID: Int64) async throws -> [StoredMessage] {
-        try await folder.database.read { db in
-            try Row.fetchAll(db, sql: "SELECT uid, size FROM message WHERE account_id = ? ORDER BY id", arguments: [accountID])
-                .map { StoredMessage(uid: $0["uid"], size: $0["size"]) }
+        try await readPool.runIfActive { try self.messagesNow(ofAccount: accountID) }
+    }
+
+    /// The mailbox listing, read on the calling thread (a worker thread, never an event loop).
+    public func messagesNow(ofAccount accountID: Int64) throws -> [StoredMessage] {
+        try folder.database.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT uid, size FROM message WHERE account_id = ? ORDER BY id"),
+                             arguments: [accountID])
+                .map { StoredMessage(uid: $0[0], size: $0[1]) }
         }
     }
 
     /// The stored bytes of one message of this account (read on a thread pool, never on an event loop).
     public func content(ofAccount accountID: Int64, uid: String) async throws -> ByteBuffer {
-        let owned = try await folder.database.read { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM message WHERE account_id = ? AND uid = ?", arguments: [accountID, uid]) ?? false
+        try await readPool.runIfActive { try self.contentNow(ofAccount: accountID, uid: uid) }
+    }
+
+    /// The same, read on the calling thread (a worker thread, never an event loop). The index is
+    /// asked first: only a message this account owns is read, whatever uid the caller names.
+    public func contentNow(ofAccount accountID: Int64, uid: String) throws -> ByteBuffer {
+        let owned = try folder.database.read { db in
+            try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM message WHERE account_id = ? AND uid = ?"),
+                              arguments: [accountID, uid]) ?? false
         }
         guard owned else { throw DeliveryFailure.storage("no such message") }
-        let path = folder.messagesDirectory.appendingPathComponent(uid).path
-        return try await readPool.runIfActive {
-            try Self.readFile(path)
-        }
+        return try Self.readFile(folder.messagesDirectory.appendingPathComponent(uid).path)
+    }
+
+    /// The bytes of a message whose uid the caller took from the owner's own listing (the POP3
+    /// maildrop it holds locked), read on the calling thread with no index query. Only uids of
+    /// the form `newUID` makes are opened, so no path can be named.
+    public func contentNow(listedUID uid: String) throws -> ByteBuffer {
+        guard GroupCommitter.isWellFormedUID(uid) else { throw DeliveryFailure.storage("no such message") }
+        return try Self.readFile(folder.messagesDirectory.appendingPathComponent(uid).path)
     }
 
     /// Removes messages for good: index rows first (one transaction), then the files.
@@ -182,7 +219,7 @@ final class GroupCommitter: Sendable {
         var message: ByteBuffer
         var targets: [MailboxTarget]
         var threading: ThreadingRow?
-        var continuation: CheckedContinuation<[NewMailEvent], any Error>
+        var completion: @Sendable (Result<[NewMailEvent], DeliveryFailure>) -> Void
     }
 
     private struct Queue {
@@ -196,6 +233,7 @@ final class GroupCommitter: Sendable {
     private let logger: Logger
     private let queue = NIOLockedValueBox(Queue())
     private let wakeUp = ConditionLock(value: 0)
+    private let syncer = ParallelSync()
 
     init(folder: DataFolder, logger: Logger) {
         self.folder = folder
@@ -203,8 +241,10 @@ final class GroupCommitter: Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in self.run() }
-        thread.name = "postern-committer"
+        let thread = Thread { [self] in
+            Thread.current.name = "pn-committer"  // shows in top -H, perf, /proc
+            self.run()
+        }
         thread.start()
     }
 
@@ -223,20 +263,20 @@ final class GroupCommitter: Sendable {
         }
     }
 
-    func submit(message: ByteBuffer, targets: [MailboxTarget], threading: ThreadingRow?) async throws -> [NewMailEvent] {
-        try await withCheckedThrowingContinuation { continuation in
-            let accepted = queue.withLockedValue { queue -> Bool in
-                guard !queue.stopped else { return false }
-                queue.jobs.append(Job(message: message, targets: targets, threading: threading, continuation: continuation))
-                return true
-            }
-            guard accepted else {
-                continuation.resume(throwing: DeliveryFailure.storage("store is shutting down"))
-                return
-            }
-            wakeUp.lock()
-            wakeUp.unlock(withValue: 1)
+    /// Queues a delivery; `completion` runs on the committer thread once it is durable or failed.
+    func submit(message: ByteBuffer, targets: [MailboxTarget], threading: ThreadingRow?,
+                completion: @escaping @Sendable (Result<[NewMailEvent], DeliveryFailure>) -> Void) {
+        let accepted = queue.withLockedValue { queue -> Bool in
+            guard !queue.stopped else { return false }
+            queue.jobs.append(Job(message: message, targets: targets, threading: threading, completion: completion))
+            return true
         }
+        guard accepted else {
+            completion(.failure(.storage("store is shutting down")))
+            return
+        }
+        wakeUp.lock()
+        wakeUp.unlock(withValue: 1)
     }
 
     private func run() {
@@ -255,6 +295,7 @@ final class GroupCommitter: Sendable {
                     defer { queue.onFinish.removeAll() }
                     return queue.onFinish
                 }
+                syncer.stop()
                 for continuation in waiting { continuation.resume() }
                 return
             }
@@ -284,13 +325,12 @@ final class GroupCommitter: Sendable {
                 written[index].append(Written(uid: uid, target: target, size: job.message.readableBytes))
             }
         }
-        // 2. One pass of fsyncs: the first forces the journal commit that carries the others.
-        var syncFailed = false
-        for fd in descriptors {
-            if fsync(fd) != 0 { syncFailed = true }
-            close(fd)
-        }
-        if syncFailed || !Self.fsyncDirectory(directory) {
+        // 2. fsync every file and the directory (its new entries) at once: see ParallelSync.
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let synced = directoryFD >= 0 && syncer.syncAll(descriptors + [directoryFD])
+        for fd in descriptors { close(fd) }
+        if directoryFD >= 0 { close(directoryFD) }
+        if !synced {
             for index in jobs.indices where failures[index] == nil { failures[index] = .storage("fsync failed") }
         }
         // 3. One transaction for every index row of the batch; quota checked inside it (MBOX-2).
@@ -299,26 +339,26 @@ final class GroupCommitter: Sendable {
             try folder.database.write { db in
                 for index in jobs.indices where failures[index] == nil {
                     let savepoint = "job"
-                    try db.execute(sql: "SAVEPOINT \(savepoint)")
-                    var full: String?
+                    try db.cachedStatement(sql: "SAVEPOINT \(savepoint)").execute()
+                    var refusal: DeliveryFailure?
                     for item in written[index] {
                         // Cached (prepared once) statements: the hot path compiles no SQL.
                         let used = try Int.fetchOne(db.cachedStatement(sql: "SELECT used_bytes FROM account WHERE id = ?"),
                                                     arguments: [item.target.accountID])
-                        guard let used else { full = item.target.accountName; break }  // deleted meanwhile
-                        if used + item.size > item.target.quotaBytes { full = item.target.accountName; break }
+                        guard let used else { refusal = .mailboxGone(accountName: item.target.accountName); break }
+                        if used + item.size > item.target.quotaBytes { refusal = .mailboxFull(accountName: item.target.accountName); break }
                         try db.cachedStatement(sql: "INSERT INTO message (account_id, uid, size) VALUES (?, ?, ?)")
                             .execute(arguments: [item.target.accountID, item.uid, item.size])
                         try db.cachedStatement(sql: "UPDATE account SET used_bytes = used_bytes + ? WHERE id = ?")
                             .execute(arguments: [item.size, item.target.accountID])
                     }
-                    if let full {
+                    if let refusal {
                         try db.execute(sql: "ROLLBACK TO \(savepoint)")
                         try db.execute(sql: "RELEASE \(savepoint)")
-                        failures[index] = .mailboxFull(accountName: full)
+                        failures[index] = refusal
                     } else {
                         try jobs[index].threading?.insert(db)
-                        try db.execute(sql: "RELEASE \(savepoint)")
+                        try db.cachedStatement(sql: "RELEASE \(savepoint)").execute()
                         var counts: [Int64: (String, Int)] = [:]
                         for item in written[index] { counts[item.target.accountID, default: (item.target.accountName, 0)].1 += 1 }
                         events[index] = counts.map { NewMailEvent(accountID: $0.key, accountName: $0.value.0, count: $0.value.1) }
@@ -333,9 +373,9 @@ final class GroupCommitter: Sendable {
         for (index, job) in jobs.enumerated() {
             if let failure = failures[index] {
                 for item in written[index] { unlink("\(directory)/\(item.uid)") }
-                job.continuation.resume(throwing: failure)
+                job.completion(.failure(failure))
             } else {
-                job.continuation.resume(returning: events[index])
+                job.completion(.success(events[index]))
             }
         }
     }
@@ -369,12 +409,5 @@ final class GroupCommitter: Sendable {
             }
             return true
         }
-    }
-
-    static func fsyncDirectory(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return fsync(fd) == 0
     }
 }

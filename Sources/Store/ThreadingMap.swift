@@ -43,11 +43,26 @@ public final class ThreadingMap: Sendable {
     public func replacements(for originals: [String], accountID: Int64) async throws -> [String: String] {
         guard !originals.isEmpty else { return [:] }
         let tags = originals.prefix(100).map { ($0, tag(accountID: accountID, original: $0)) }
-        let sealed: [(String, Data)] = try await folder.database.read { db in
-            try tags.compactMap { original, tag in
-                try Data.fetchOne(db, sql: "SELECT sealed FROM threading WHERE tag = ?", arguments: [tag]).map { (original, $0) }
-            }
+        let sealed = try await folder.database.read { db in try Self.fetchSealed(tags, db) }
+        return unseal(sealed, accountID: accountID)
+    }
+
+    /// The same, read on the calling thread (a worker thread, never an event loop).
+    public func replacementsNow(for originals: [String], accountID: Int64) throws -> [String: String] {
+        guard !originals.isEmpty else { return [:] }
+        let tags = originals.prefix(100).map { ($0, tag(accountID: accountID, original: $0)) }
+        let sealed = try folder.database.read { db in try Self.fetchSealed(tags, db) }
+        return unseal(sealed, accountID: accountID)
+    }
+
+    private static func fetchSealed(_ tags: [(String, Data)], _ db: Database) throws -> [(String, Data)] {
+        try tags.compactMap { original, tag in
+            try Data.fetchOne(db.cachedStatement(sql: "SELECT sealed FROM threading WHERE tag = ?"), arguments: [tag])
+                .map { (original, $0) }
         }
+    }
+
+    private func unseal(_ sealed: [(String, Data)], accountID: Int64) -> [String: String] {
         var result: [String: String] = [:]
         for (original, box) in sealed {
             guard let sealedBox = try? AES.GCM.SealedBox(combined: box),
@@ -88,7 +103,7 @@ public struct ThreadingRow: Sendable, Equatable {
     public var expiresDay: Int
 
     func insert(_ db: Database) throws {
-        try db.execute(sql: "INSERT OR REPLACE INTO threading (tag, sealed, expires_day) VALUES (?, ?, ?)",
-                       arguments: [tag, sealed, expiresDay])
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO threading (tag, sealed, expires_day) VALUES (?, ?, ?)")
+            .execute(arguments: [tag, sealed, expiresDay])
     }
 }

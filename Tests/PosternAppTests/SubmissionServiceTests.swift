@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MailCore
 import NIOCore
+import NIOPosix
 import SMTP
 import Store
 import Testing
@@ -20,7 +21,7 @@ import Testing
         let accounts: AccountStore
     }
 
-    static func withService(quota: Int = 50_000_000, operatorAccount: String? = nil,
+    static func withService(quota: Int = 50_000_000, operatorAccount: String? = nil, routingCacheLifetime: Double = 2,
                             _ body: (Fixture) async throws -> Void) async throws {
         let path = FileManager.default.temporaryDirectory
             .appendingPathComponent("postern-app-tests-\(UUID().uuidString)", isDirectory: true).path
@@ -30,7 +31,7 @@ import Testing
         configuration.mailboxQuota = quota
         configuration.operatorAccount = operatorAccount
         let logger = Logger(label: "test")
-        let stores = try CoreStores(configuration: configuration, logger: logger)
+        let stores = try CoreStores(configuration: configuration, logger: logger, routingCacheLifetime: routingCacheLifetime)
         let fixture = Fixture(stores: stores, service: SubmissionService(stores: stores, logger: logger),
                               accounts: AccountStore(folder: stores.folder, policy: AccountNamePolicy(domain: "mail.i2p"),
                                                      hashParameters: fast))
@@ -112,7 +113,8 @@ import Testing
             #expect(Self.code(await f.service.checkRecipient(carol, sender: Self.alice, declaredSize: 100)) == "accepted")
             #expect(Self.code(await f.service.checkRecipient(carol, sender: Self.alice, declaredSize: 101)) == "452 4.2.2")
             #expect(Self.code(await f.service.checkRecipient(carol, sender: Self.alice, declaredSize: nil)) == "accepted")
-            _ = try f.accounts.apply(settings: [("quota", "default")], to: "carol")
+            // A change made in this process is seen at once (the routing cache forgets the account).
+            _ = try f.stores.accounts.apply(settings: [("quota", "default")], to: "carol")
             #expect(Self.code(await f.service.checkRecipient(carol, sender: Self.alice, declaredSize: 1000)) == "accepted")
         }
     }
@@ -174,5 +176,61 @@ import Testing
             #expect(await f.service.authenticate(username: "ALICE", password: Self.password) == .success(Self.alice))
             #expect(await f.service.authenticate(username: "alice", password: "wrong password!") == .failure)
         }
+    }
+
+    // MARK: the event-loop paths the SMTP server uses (one hop to the workers, or none)
+
+    static var loop: any EventLoop { MultiThreadedEventLoopGroup.singleton.any() }
+
+    @Test func loopPathsAnswerLikeTheAsyncOnes() async throws {
+        try await Self.withService { f in
+            _ = try f.accounts.create(name: "alice", password: Self.password)
+            _ = try f.accounts.create(name: "bob", password: Self.password)
+            let bob = Self.address("bob@mail.i2p")
+            #expect(try await f.service.authenticate(username: "Alice", password: Self.password, on: Self.loop).get() == .success(Self.alice))
+            #expect(try await f.service.authenticate(username: "alice", password: "wrong password!", on: Self.loop).get() == .failure)
+            #expect(Self.code(try await f.service.checkRecipient(bob, sender: Self.alice, declaredSize: nil, on: Self.loop).get()) == "accepted")
+            #expect(Self.code(try await f.service.checkRecipient(Self.address("nobody@mail.i2p"), sender: Self.alice, declaredSize: nil, on: Self.loop).get()) == "550 5.1.1")
+            #expect(Self.code(try await f.service.checkRecipient(Self.address("x@example.com"), sender: Self.alice, declaredSize: nil, on: Self.loop).get()) == "550 5.7.1")
+            let envelope = SubmissionEnvelope(sender: Self.alice, recipients: [bob])
+            let message = ByteBuffer(string: "From: alice@mail.i2p\r\nSubject: loop\r\n\r\nvia the loop path\r\n")
+            #expect(Self.code(try await f.service.deliver(envelope, message: message, on: Self.loop).get()) == "accepted")
+            let stored = try await f.stores.mail.messages(ofAccount: try f.accounts.require("bob").id)
+            #expect(stored.count == 1)
+        }
+    }
+
+    /// RCPT TO remembers the account for two seconds; another process (the CLI) deleting it in
+    /// that time is still caught by the committer, inside the delivery's transaction.
+    @Test func accountDeletedByAnotherProcessAfterRCPTIsRefusedAtDelivery() async throws {
+        try await Self.withService(routingCacheLifetime: 600) { f in
+            _ = try f.accounts.create(name: "erin", password: Self.password)
+            let erin = Self.address("erin@mail.i2p")
+            #expect(Self.code(try await f.service.checkRecipient(erin, sender: Self.alice, declaredSize: nil, on: Self.loop).get()) == "accepted")
+            #expect(f.stores.recentMailbox(for: erin)?.name == "erin")
+            try f.accounts.delete("erin")  // f.accounts is a second store on the folder, as the CLI
+            let envelope = SubmissionEnvelope(sender: Self.alice, recipients: [erin])
+            let outcome = try await f.service.deliver(envelope, message: ByteBuffer(string: "Subject: x\r\n\r\nhi\r\n"), on: Self.loop).get()
+            #expect(Self.code(outcome) == "550 5.1.1")
+            #expect(try f.stores.folder.messageFileCount() == 0)
+        }
+    }
+
+    @Test func changesMadeInThisProcessAreSeenAtOnceByRouting() async throws {
+        try await Self.withService(quota: 1000) { f in
+            _ = try f.stores.accounts.create(name: "fred", password: Self.password)
+            let fred = Self.address("fred@mail.i2p")
+            #expect(Self.code(try await f.service.checkRecipient(fred, sender: Self.alice, declaredSize: 500, on: Self.loop).get()) == "accepted")
+            _ = try f.stores.accounts.apply(settings: [("quota", "100")], to: "fred")
+            #expect(Self.code(try await f.service.checkRecipient(fred, sender: Self.alice, declaredSize: 500, on: Self.loop).get()) == "452 4.2.2")
+            try f.stores.accounts.delete("fred")
+            #expect(Self.code(try await f.service.checkRecipient(fred, sender: Self.alice, declaredSize: nil, on: Self.loop).get()) == "550 5.1.1")
+        }
+    }
+}
+
+extension DataFolder {
+    func messageFileCount() throws -> Int {
+        try FileManager.default.contentsOfDirectory(atPath: messagesDirectory.path).count
     }
 }

@@ -234,7 +234,7 @@ import Testing
             let accounts = data.accounts()
             let alice = try accounts.create(name: "alice", password: Self.password)
             try accounts.delete("alice")
-            await #expect(throws: DeliveryFailure.mailboxFull(accountName: "alice")) {
+            await #expect(throws: DeliveryFailure.mailboxGone(accountName: "alice")) {
                 try await store.deliver(buffer("hello"), to: [alice.target(quota: Self.bigQuota)])
             }
             #expect(try data.messageFiles().isEmpty)

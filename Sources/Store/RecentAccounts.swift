@@ -1,0 +1,57 @@
+import NIOConcurrencyHelpers
+
+/// Account rows read in the last few seconds, for routing mail: RCPT TO and the delivery that
+/// follows it ask for the same few accounts again and again.
+///
+/// Only routing uses it (is there a mailbox, which id, its quota and about how full it is). A
+/// login always reads the database, so a changed password takes effect at once. A stale entry is
+/// harmless: the committer checks, inside the delivery's own transaction, that the account still
+/// exists and that the message fits (MBOX-2); so an account deleted a second ago is refused there
+/// (550) instead of at RCPT, and the RCPT quota check may use a fill level `lifetime` old. Only
+/// accounts that exist are remembered: a new account is found at once. Nothing is written to disk.
+public final class RecentAccounts: Sendable {
+    private struct Entry {
+        var account: Account
+        var fetchedAt: Double
+    }
+
+    private let entries = NIOLockedValueBox<[String: Entry]>([:])
+    private let lifetime: Double
+    private let capacity: Int
+    private let now: @Sendable () -> Double
+
+    /// `now` is the clock in seconds (injected so tests can move it).
+    public init(lifetime: Double = 2, capacity: Int = 10_000, now: @escaping @Sendable () -> Double) {
+        self.lifetime = lifetime
+        self.capacity = capacity
+        self.now = now
+    }
+
+    /// The account `key` named when it was read, if that was less than `lifetime` ago.
+    public func lookup(_ key: String) -> Account? {
+        let time = now()
+        return entries.withLockedValue { entries in
+            guard let entry = entries[key] else { return nil }
+            guard time - entry.fetchedAt < lifetime, time >= entry.fetchedAt else {
+                entries[key] = nil
+                return nil
+            }
+            return entry.account
+        }
+    }
+
+    /// Remembers `account` as what `key` names (its own name, or an alias such as postmaster).
+    public func remember(_ account: Account, as key: String) {
+        let time = now()
+        entries.withLockedValue { entries in
+            if entries.count >= capacity { entries = entries.filter { time - $0.value.fetchedAt < lifetime } }
+            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+            entries[key] = Entry(account: account, fetchedAt: time)
+        }
+    }
+
+    /// Forgets the account under every key it was remembered as (after a change or a deletion).
+    public func forget(accountID: Int64) {
+        entries.withLockedValue { entries in entries = entries.filter { $0.value.account.id != accountID } }
+    }
+}
