@@ -117,6 +117,8 @@ final class SubmissionHandler: ChannelDuplexHandler {
     private var framer: CRLFLineFramer
     private var output: ByteBuffer
     private var timeout: Scheduled<Void>?
+    private var deadline = NIODeadline.now()
+    private var checkAt = NIODeadline.now()
     private var readPaused = false
     private var readRequested = false
     private var shutdownRequested = false
@@ -191,6 +193,10 @@ final class SubmissionHandler: ChannelDuplexHandler {
                 actions = session.chunk(bytes)
             } else {
                 framer.maxLineLength = mode.lineLimit
+                if mode == .dataLine, let lines = framer.nextOrdinaryLines() {
+                    perform(session.dataLines(lines), context: context)
+                    continue
+                }
                 guard let frame = framer.next() else { break }
                 switch (frame, mode) {
                 case (.line(let line), .dataLine): actions = session.dataLine(line)
@@ -278,15 +284,34 @@ final class SubmissionHandler: ChannelDuplexHandler {
         flushAndClose(context: context)
     }
 
+    /// Pushes the inactivity deadline forward (SMTP-6). Called on every read, so it only stores
+    /// the new deadline; one scheduled check per session moves itself along until the deadline
+    /// has really passed.
     private func armTimeout(context: ChannelHandlerContext) {
-        timeout?.cancel()
         let amount = session.inputMode == .command || session.inputMode == .authResponse
             ? configuration.commandTimeout : configuration.dataTimeout
+        deadline = .now() + amount
+        // The deadline only moves later, except when DATA's longer wait ends: then check earlier.
+        if timeout == nil || deadline < checkAt {
+            timeout?.cancel()
+            scheduleTimeoutCheck(context: context, at: deadline)
+        }
+    }
+
+    private func scheduleTimeoutCheck(context: ChannelHandlerContext, at when: NIODeadline) {
         let boundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timeout = context.eventLoop.scheduleTask(in: amount) {
+        checkAt = when
+        timeout = context.eventLoop.scheduleTask(deadline: when) {
             let handler = boundSelf.value
-            guard !handler.closing, !handler.session.awaitingEffect else { return }
+            handler.timeout = nil
+            guard !handler.closing else { return }
+            // Waiting for our own store is not the client's delay: look again later.
+            if handler.session.awaitingEffect || NIODeadline.now() < handler.deadline {
+                let next = max(handler.deadline, .now() + .seconds(1))
+                handler.scheduleTimeoutCheck(context: boundContext.value, at: next)
+                return
+            }
             // RFC 5321 4.5.3.2: on timeout the server closes; 421 tells the client why.
             SMTPReply(421, "4.4.2", "Timeout waiting for client, closing connection").write(into: &handler.output)
             handler.flushAndClose(context: boundContext.value)

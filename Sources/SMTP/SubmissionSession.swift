@@ -174,6 +174,14 @@ public struct SubmissionSession: Sendable {
         return []
     }
 
+    /// Several lines of DATA at once, CRLFs included, none of them starting with "." (the
+    /// framer's `nextOrdinaryLines`): stored as they are, in one write.
+    public mutating func dataLines(_ lines: ByteBuffer) -> [Action] {
+        precondition(receivingData && !awaitingEffect)
+        append(lines, addCRLF: false)
+        return []
+    }
+
     /// Raw BDAT bytes (RFC 3030), never more than `inputMode`'s remaining count.
     public mutating func chunk(_ bytes: ByteBuffer) -> [Action] {
         precondition(chunkRemaining > 0 && bytes.readableBytes <= chunkRemaining)
@@ -458,7 +466,9 @@ public struct SubmissionSession: Sendable {
             // SMTP-5: keep reading to the end, but hold nothing beyond the limit.
             current.overflow = true
         } else {
-            if bytes.readableBytesView.contains(0) { current.badBytes = true }
+            if !current.badBytes && bytes.withUnsafeReadableBytes({ $0.count > 0 && memchr($0.baseAddress!, 0, $0.count) != nil }) {
+                current.badBytes = true
+            }
             var bytes = bytes
             current.bytes.writeBuffer(&bytes)
             if addCRLF { current.bytes.writeStaticString("\r\n") }

@@ -90,15 +90,18 @@ public struct AccountNamePolicy: Sendable {
             }
             name = String(name[..<at])
         }
-        guard (2...32).contains(name.count) else { throw .invalidName("2 to 32 characters") }
-        guard name.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-" }) else {
+        // Byte checks: this runs for every login and recipient, so no Character or Foundation work.
+        let bytes = name.utf8
+        guard (2...32).contains(bytes.count) else { throw .invalidName("2 to 32 characters") }
+        func isAlphanumeric(_ byte: UInt8) -> Bool { (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
+        guard bytes.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) else {
             throw .invalidName("only a-z, 0-9, '.', '_' and '-' are allowed")
         }
-        guard let first = name.first, first.isLetter || first.isNumber else {
+        guard let first = bytes.first, isAlphanumeric(first) else {
             throw .invalidName("must start with a letter or a digit")
         }
         // The name is the local part of an address: an RFC 5321 dot-string (4.1.2).
-        guard name.last != ".", !name.contains("..") else {
+        guard bytes.last != UInt8(ascii: "."), !zip(bytes, bytes.dropFirst()).contains(where: { $0 == UInt8(ascii: ".") && $1 == UInt8(ascii: ".") }) else {
             throw .invalidName("must not end with '.' or contain '..'")
         }
         return name

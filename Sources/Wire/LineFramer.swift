@@ -1,4 +1,9 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One unit cut from a CRLF-delimited byte stream.
 public enum LineFrame: Equatable, Sendable {
@@ -101,6 +106,38 @@ public struct CRLFLineFramer: Sendable {
             }
             return nil
         }
+    }
+
+    /// The longest run of complete, ordinary lines at the front of the buffer, CRLFs included:
+    /// each ends in CRLF, is at most `maxLineLength` long, holds no other CR or LF and does not
+    /// start with "." (so it is neither dot-stuffed nor the end of DATA). nil when the first line
+    /// is not such a line or is incomplete: `next()` then takes it, with its usual verdicts.
+    ///
+    /// Message data goes through here run by run instead of line by line, with `memchr` doing
+    /// the scanning, so a 100 KB message costs a few calls instead of 1,300 line frames.
+    public mutating func nextOrdinaryLines() -> ByteBuffer? {
+        guard !discarding, scanned == 0, buffer.readableBytes > 0 else { return nil }
+        let limit = maxLineLength
+        let runLength: Int = buffer.withUnsafeReadableBytes { raw in
+            guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
+            let end = raw.count
+            var start = 0
+            while start < end {
+                if base[start] == UInt8(ascii: ".") { break }
+                let searchLength = min(end - start, limit)
+                guard let found = memchr(base + start, Int32(UInt8(ascii: "\n")), searchLength) else { break }
+                let lf = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+                // CRLF only (RFC 5321 2.3.8), and no CR anywhere before the one that ends the line.
+                guard lf > start, base[lf - 1] == UInt8(ascii: "\r"),
+                      memchr(base + start, Int32(UInt8(ascii: "\r")), lf - 1 - start) == nil else { break }
+                start = lf + 1
+            }
+            return start
+        }
+        guard runLength > 0 else { return nil }
+        let run = buffer.readSlice(length: runLength)!
+        compactIfLarge()
+        return run
     }
 
     /// Takes up to `count` raw bytes (for BDAT chunks, RFC 3030), bypassing line framing.

@@ -102,4 +102,70 @@ private func frames(_ input: String, limit: Int = 512, chunk: Int = .max) -> [St
             }
         }
     }
+
+    // MARK: runs of ordinary lines (the DATA fast path)
+
+    @Test func ordinaryLinesComeAsOneRunUpToADotLine() {
+        var framer = CRLFLineFramer(maxLineLength: 1000)
+        framer.append(ByteBuffer(string: "Subject: x\r\n\r\nbody\r\n..stuffed\r\nmore\r\n.\r\n"))
+        #expect(framer.nextOrdinaryLines().map { String(buffer: $0) } == "Subject: x\r\n\r\nbody\r\n")
+        #expect(framer.nextOrdinaryLines() == nil)  // "..stuffed" is for next()
+        #expect(framer.next() == .line(ByteBuffer(string: "..stuffed")))
+        #expect(framer.nextOrdinaryLines().map { String(buffer: $0) } == "more\r\n")
+        #expect(framer.nextOrdinaryLines() == nil)
+        #expect(framer.next() == .line(ByteBuffer(string: ".")))
+    }
+
+    @Test func aRunStopsBeforeAnIncompleteBareOrOverlongLine() {
+        for (input, run) in [("a\r\nb", "a\r\n"), ("a\r\nb\nc\r\n", "a\r\n"), ("a\r\nb\rc\r\n", "a\r\n"),
+                             ("a\r\n\n", "a\r\n"), ("a\r\n" + String(repeating: "x", count: 20) + "\r\n", "a\r\n"),
+                             ("a\r\nb\r", "a\r\n"), ("\nx\r\n", nil), ("\r\r\n", nil), (".\r\n", nil)] as [(String, String?)] {
+            var framer = CRLFLineFramer(maxLineLength: 10)
+            framer.append(ByteBuffer(string: input))
+            #expect(framer.nextOrdinaryLines().map { String(buffer: $0) } == run, "\(input.debugDescription)")
+        }
+    }
+
+    /// Whatever the bytes and their chunking, taking runs where possible and frames otherwise
+    /// yields exactly the frames `next()` alone yields: the fast path changes speed, not meaning.
+    @Test func runsAndFramesAgreeWithFramesAlone() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet: [UInt8] = [13, 10, 13, 10, 46, 65, 66, 32, 0]
+        for _ in 0..<3000 {
+            let limit = Int.random(in: 3...24, using: &generator)
+            let bytes = (0..<Int.random(in: 0...200, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
+            var cuts = Set((0..<Int.random(in: 0...6, using: &generator)).map { _ in Int.random(in: 0...bytes.count, using: &generator) })
+            cuts.insert(bytes.count)
+
+            var plain = CRLFLineFramer(maxLineLength: limit)
+            plain.append(ByteBuffer(bytes: bytes))
+            var expected: [LineFrame] = []
+            while let frame = plain.next() { expected.append(frame) }
+
+            var fast = CRLFLineFramer(maxLineLength: limit)
+            var got: [LineFrame] = []
+            var offset = 0
+            for cut in cuts.sorted() {
+                fast.append(ByteBuffer(bytes: bytes[offset..<cut]))
+                offset = cut
+                while true {
+                    if let run = fast.nextOrdinaryLines() {
+                        var rest = run
+                        #expect(rest.readableBytes > 0)
+                        while let lf = rest.readableBytesView.firstIndex(of: 10) {
+                            let length = lf - rest.readerIndex - 1
+                            got.append(.line(rest.readSlice(length: length)!))
+                            rest.moveReaderIndex(forwardBy: 2)
+                        }
+                        #expect(rest.readableBytes == 0)
+                    } else if let frame = fast.next() {
+                        got.append(frame)
+                    } else {
+                        break
+                    }
+                }
+            }
+            #expect(got == expected, "\(bytes) limit \(limit) cuts \(cuts.sorted())")
+        }
+    }
 }
