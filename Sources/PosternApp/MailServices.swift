@@ -163,6 +163,13 @@ final class SubmissionService: SubmissionBackend {
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<DeliveryOutcome> {
         let promise = loop.makePromise(of: DeliveryOutcome.self)
+        // A small message whose mailboxes were all read moments ago and that refers to no earlier
+        // message needs no read at all: it is prepared here (tens of microseconds of CPU, no
+        // system call that can block) and goes straight to the committer. Anything else, one hop.
+        if message.readableBytes <= Self.preparedOnTheLoopUpTo,
+           (try? deliverNow(envelope, message: message, lookup: .recentOnly, completion: { promise.succeed($0) })) != nil {
+            return promise.futureResult
+        }
         stores.workers.submit { state in
             guard case .active = state else { return promise.succeed(Self.notStored) }
             self.deliverNow(envelope, message: message) { promise.succeed($0) }
@@ -170,17 +177,42 @@ final class SubmissionService: SubmissionBackend {
         return promise.futureResult
     }
 
+    private static let preparedOnTheLoopUpTo = 32 * 1024
     private static let notStored = DeliveryOutcome.rejected(SMTPReply(451, "4.3.0", "Temporary local problem: message not stored, try again later"))
 
-    /// End of DATA, on a worker thread: resolve the mailboxes, apply the submission policy, and
+    /// How `deliverNow` finds accounts: from the recent ones or the database (a worker thread),
+    /// or from the recent ones only (an event loop), giving up with `NeedsRead` on a miss.
+    private enum Lookup { case readIfNeeded, recentOnly }
+    private struct NeedsRead: Error {}
+
+    /// End of DATA on a worker thread: resolve the mailboxes, apply the submission policy, and
     /// hand the result to the committer, which calls `completion` once it is durable (SMTP-7).
     private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer,
                             completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
+        do {
+            try deliverNow(envelope, message: message, lookup: .readIfNeeded, completion: completion)
+        } catch {
+            logger.error("delivery failed", metadata: ["error": "\(error)"])
+            completion(Self.notStored)
+        }
+    }
+
+    /// With `.recentOnly` it throws `NeedsRead` before doing anything, if it would have to read.
+    private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer, lookup: Lookup,
+                            completion: @escaping @Sendable (DeliveryOutcome) -> Void) throws {
         let domain = stores.configuration.domain
+        let mailbox: (EmailAddress) throws -> Account? = { [stores] address in
+            switch lookup {
+            case .readIfNeeded: return try stores.mailboxNow(for: address)
+            case .recentOnly:
+                guard let account = stores.recentMailbox(for: address) else { throw NeedsRead() }
+                return account
+            }
+        }
         do {
             var targets: [MailboxTarget] = []
             for recipient in envelope.recipients {
-                guard let account = try stores.mailboxNow(for: recipient) else {
+                guard let account = try mailbox(recipient) else {
                     return completion(.rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>")))
                 }
                 // Two addresses may name one mailbox (postmaster@ and the operator): deliver once.
@@ -190,9 +222,10 @@ final class SubmissionService: SubmissionBackend {
             }
             // Threading across Postern's Message-ID replacement (PRIV-2): see ThreadingMap.
             let ids = SubmissionPreparation.messageIDs(of: message)
-            let senderAccount = try stores.mailboxNow(for: envelope.sender)
+            let senderAccount = try mailbox(envelope.sender)
             var replacements: [String: String] = [:]
             if let senderAccount, !ids.references.isEmpty {
+                if lookup == .recentOnly { throw NeedsRead() }
                 replacements = try stores.threading.replacementsNow(for: ids.references, accountID: senderAccount.id)
             }
             var random = SystemRandomNumberGenerator()
@@ -219,9 +252,6 @@ final class SubmissionService: SubmissionBackend {
                     completion(Self.notStored)
                 }
             }
-        } catch {
-            logger.error("delivery failed", metadata: ["error": "\(error)"])
-            completion(Self.notStored)
         }
     }
 }

@@ -121,7 +121,16 @@ public final class Authenticator: Sendable {
             pool.runIfActive(eventLoop: loop) { self.checkNow(key: key, username: username, password: password) }
                 .recover { _ in .temporaryFailure }
         }
-        guard wait > 0 else { return check() }
+        guard wait > 0 else {
+            // A client that logs in for every message: the account was read moments ago (see
+            // RecentAccounts) and this very password verified against its stored hash, so the
+            // answer needs no thread switch and no read. Anything else goes the long way.
+            if let account = accounts.recent.lookup(key), account.name == key {
+                let attempt = Attempt(key: key, account: account, password: password, cacheKey: cacheKey)
+                if isCached(attempt) { return loop.makeSucceededFuture(conclude(attempt, valid: true)) }
+            }
+            return check()
+        }
         return loop.scheduleTask(in: .nanoseconds(Int64(wait * 1_000_000_000))) {}.futureResult.flatMap(check)
     }
 
@@ -156,6 +165,7 @@ public final class Authenticator: Sendable {
             logger.error("account lookup failed", metadata: ["error": "\(type(of: error))"])
             return .temporaryFailure
         }
+        if let account { accounts.recent.remember(account, as: key) }
         let attempt = Attempt(key: key, account: account, password: password, cacheKey: cacheKey)
         if isCached(attempt) { return conclude(attempt, valid: true) }
         let valid = (attempt.storedHash ?? dummyHash).verify(password: password) && attempt.storedHash != nil

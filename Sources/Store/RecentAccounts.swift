@@ -1,14 +1,19 @@
 import NIOConcurrencyHelpers
 
-/// Account rows read in the last few seconds, for routing mail: RCPT TO and the delivery that
-/// follows it ask for the same few accounts again and again.
+/// Account rows read in the last few seconds: RCPT TO, the delivery that follows it and the
+/// next login ask for the same few accounts again and again.
 ///
-/// Only routing uses it (is there a mailbox, which id, its quota and about how full it is). A
-/// login always reads the database, so a changed password takes effect at once. A stale entry is
-/// harmless: the committer checks, inside the delivery's own transaction, that the account still
-/// exists and that the message fits (MBOX-2); so an account deleted a second ago is refused there
-/// (550) instead of at RCPT, and the RCPT quota check may use a fill level `lifetime` old. Only
-/// accounts that exist are remembered: a new account is found at once. Nothing is written to disk.
+/// Routing uses it (is there a mailbox, which id, its quota, about how full it is), and so does a
+/// repeated login: one whose account is here and whose password was verified against that
+/// account's stored hash moments ago (the Authenticator's cache) is answered from memory. So a
+/// password changed or an account deleted by the CLI, another process, counts for new logins
+/// within `lifetime` (2 s); changes made through this process's `AccountStore` count at once
+/// (it forgets the account). Sessions already logged in are not ended by either, as in any mail
+/// server. A stale entry cannot misroute mail: the committer checks, inside the delivery's own
+/// transaction, that the account still exists and that the message fits (MBOX-2); so an account
+/// deleted a second ago is refused there (550) instead of at RCPT, and the RCPT quota check may
+/// use a fill level `lifetime` old. Only accounts that exist are remembered: a new account is
+/// found at once. Nothing is written to disk.
 public final class RecentAccounts: Sendable {
     private struct Entry {
         var account: Account

@@ -103,7 +103,7 @@ import Testing
 
     @Test func autologoutClosesSilentlyAndDeletesNothing() async throws {
         let backend = FakePOP3Backend()
-        let configuration = POP3ServerConfiguration(host: "127.0.0.1", port: 0, autologout: .milliseconds(300))
+        let configuration = POP3ServerConfiguration(host: "127.0.0.1", port: 0, autologout: .milliseconds(1500))
         try await withServer(backend: backend, configuration: configuration) { server, address in
             try await withClient(address) { client in
                 _ = try await client.readLine()

@@ -200,6 +200,38 @@ import Testing
         }
     }
 
+    /// The loop path (recent accounts, no references) records the threading row; the reply,
+    /// which refers to the first message, takes the worker path and is rewritten to Postern's id.
+    @Test func threadingWorksAcrossTheLoopAndWorkerPaths() async throws {
+        try await Self.withService { f in
+            _ = try f.accounts.create(name: "alice", password: Self.password)
+            let bob = try f.accounts.create(name: "bob", password: Self.password)
+            let bobAddress = Self.address("bob@mail.i2p")
+            // fill the recent accounts as a session does: AUTH, then RCPT
+            _ = try await f.service.authenticate(username: "alice", password: Self.password, on: Self.loop).get()
+            _ = try await f.service.checkRecipient(bobAddress, sender: Self.alice, declaredSize: nil, on: Self.loop).get()
+            let envelope = SubmissionEnvelope(sender: Self.alice, recipients: [bobAddress])
+            let first = "From: alice@mail.i2p\r\nMessage-ID: <first@laptop.lan>\r\nSubject: a\r\n\r\none\r\n"
+            #expect(try await f.service.deliver(envelope, message: ByteBuffer(string: first), on: Self.loop).get() == .accepted)
+            let reply = "From: alice@mail.i2p\r\nIn-Reply-To: <first@laptop.lan>\r\nSubject: b\r\n\r\ntwo\r\n"
+            #expect(try await f.service.deliver(envelope, message: ByteBuffer(string: reply), on: Self.loop).get() == .accepted)
+
+            let stored = try await f.stores.mail.messages(ofAccount: bob.id)
+            #expect(stored.count == 2)
+            let texts = try await stored.asyncMap { String(buffer: try await f.stores.mail.content(ofAccount: bob.id, uid: $0.uid)) }
+            func header(_ name: String, _ text: String) -> String? {
+                text.components(separatedBy: "\r\n").first { $0.lowercased().hasPrefix(name.lowercased() + ":") }
+                    .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
+            }
+            let firstStored = try #require(texts.first { $0.hasSuffix("\r\n\r\none\r\n") })
+            let replyStored = try #require(texts.first { $0.hasSuffix("\r\n\r\ntwo\r\n") })
+            let firstID = try #require(header("Message-ID", firstStored))
+            #expect(firstID.hasSuffix("@mail.i2p>"))
+            #expect(header("In-Reply-To", replyStored) == firstID)
+            #expect(!texts.contains { $0.contains("laptop.lan") })
+        }
+    }
+
     /// RCPT TO remembers the account for two seconds; another process (the CLI) deleting it in
     /// that time is still caught by the committer, inside the delivery's transaction.
     @Test func accountDeletedByAnotherProcessAfterRCPTIsRefusedAtDelivery() async throws {
@@ -232,5 +264,13 @@ import Testing
 extension DataFolder {
     func messageFileCount() throws -> Int {
         try FileManager.default.contentsOfDirectory(atPath: messagesDirectory.path).count
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
     }
 }

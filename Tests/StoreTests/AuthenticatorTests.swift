@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Testing
 @testable import Store
 
@@ -100,10 +102,10 @@ import Testing
     /// No waiting between attempts, so failures do not slow the tests down.
     static let noBackoff = LoginBackoff(base: 0, maximum: 0, maximumWait: 60)
 
-    func withAuthenticator(backoff: LoginBackoff = noBackoff, cacheLifetime: Double = 600,
+    func withAuthenticator(backoff: LoginBackoff = noBackoff, cacheLifetime: Double = 600, recentLifetime: Double = 2,
                            _ body: (AccountStore, Authenticator) async throws -> Void) async throws {
         try await withDataFolder { data in
-            let accounts = data.accounts()
+            let accounts = data.accounts(recentLifetime: recentLifetime)
             let authenticator = Authenticator(accounts: accounts, backoff: backoff, cacheLifetime: cacheLifetime,
                                               logger: Logger(label: "test"))
             do {
@@ -192,6 +194,36 @@ import Testing
             // Bound to the stored hash: after a change the cached entry no longer matches.
             try accounts.setPassword("alice", password: Self.password)
             #expect(await authenticator.verify(username: "alice", password: Self.password) == .failure)
+        }
+    }
+
+    /// The event-loop path: a repeated login of a recently read account is answered from memory
+    /// (the pool being shut down proves no hop happened); a change made through this store makes
+    /// the next login go the long way.
+    @Test func repeatedLoginOfARecentAccountNeedsNoHop() async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        try await withAuthenticator(recentLifetime: 600) { accounts, authenticator in
+            _ = try accounts.create(name: "alice", password: Self.password)
+            #expect(Self.isSuccess(try await authenticator.verify(username: "alice", password: Self.password, on: loop).get(), name: "alice"))
+            #expect(accounts.recent.lookup("alice")?.name == "alice")
+            await authenticator.shutdown()
+            #expect(Self.isSuccess(try await authenticator.verify(username: "Alice", password: Self.password, on: loop).get(), name: "alice"))
+            // a wrong password is never answered from memory
+            #expect(try await authenticator.verify(username: "alice", password: "wrong password", on: loop).get() == .temporaryFailure)
+            // a change in this process forgets the account: the long way, which is shut down here
+            try accounts.setPassword("alice", password: "a new long password")
+            #expect(try await authenticator.verify(username: "alice", password: "a new long password", on: loop).get() == .temporaryFailure)
+            #expect(try await authenticator.verify(username: "alice", password: Self.password, on: loop).get() == .temporaryFailure)
+        }
+    }
+
+    @Test func loopPathChecksPasswordsLikeTheAsyncOne() async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        try await withAuthenticator { accounts, authenticator in
+            _ = try accounts.create(name: "alice", password: Self.password)
+            #expect(try await authenticator.verify(username: "alice", password: "wrong password", on: loop).get() == .failure)
+            #expect(try await authenticator.verify(username: "nobody", password: Self.password, on: loop).get() == .failure)
+            #expect(Self.isSuccess(try await authenticator.verify(username: "alice@mail.i2p", password: Self.password, on: loop).get(), name: "alice"))
         }
     }
 

@@ -18,9 +18,9 @@ struct TestDataFolder {
         folder = try DataFolder(path: path)
     }
 
-    func accounts(quarantineDays: Int = 180, extraReserved: [String] = []) -> AccountStore {
+    func accounts(quarantineDays: Int = 180, extraReserved: [String] = [], recentLifetime: Double = 2) -> AccountStore {
         AccountStore(folder: folder, policy: AccountNamePolicy(domain: "mail.i2p", extraReserved: extraReserved),
-                     quarantineDays: quarantineDays, hashParameters: fastHash)
+                     quarantineDays: quarantineDays, hashParameters: fastHash, recentLifetime: recentLifetime)
     }
 
     /// The names of the files in `messages/`.
