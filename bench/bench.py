@@ -520,7 +520,8 @@ def facts():
                     "filesystem": df, "block_devices": lsblk, "device": src},
         "versions": {"postfix": sh("postconf -d -h mail_version"), "dovecot": sh("dovecot --version"),
                      "postern": f"git {git}, release build of {sh('date -u -r ' + ENV['POSTERN_BIN'] + ' +%Y-%m-%dT%H:%MZ')}, " + sh("swift --version 2>&1 | head -1"),
-                     "python": sys.version.split()[0]},
+                     "python": sys.version.split()[0],
+                     "generator_loop": sh(f"{sys.executable} -c 'import uvloop; print(\"uvloop \" + uvloop.__version__)' 2>/dev/null || echo asyncio")},
         "durability": {
             "postfix": {k: sh(f"postconf -c {MS}/postfix/etc -xh {k}") for k in ("default_process_limit", "smtpd_client_connection_count_limit", "virtual_transport")},
             "dovecot": {k: sh(f"doveconf -c {MS}/dovecot/dovecot.conf -h {k}") for k in ("mail_fsync", "mail_location", "mail_save_crlf")},
@@ -608,7 +609,8 @@ def markdown(R):
     L = []
     L.append(f"Run of `bench/run` on {F['date']}: {m['cores']} cores ({m['cpu']}), {m['memory']} RAM, {m['os']}, kernel {m['kernel']}.")
     L.append(f"Disk: `{m['filesystem']}`; block devices: `{m['block_devices'].replace(chr(10), '; ')}` (ROTA=1 means the kernel reports it as rotational).")
-    L.append(f"Versions: Postfix {F['versions']['postfix']}, Dovecot {F['versions']['dovecot']}, Postern {F['versions']['postern']}.")
+    L.append(f"Versions: Postfix {F['versions']['postfix']}, Dovecot {F['versions']['dovecot']}, Postern {F['versions']['postern']}; "
+             f"load generator bench/loadgen.py on Python {F['versions']['python']} with {F['versions'].get('generator_loop', 'asyncio')}.")
     L.append(f"Each SMTP workload ran {SECONDS:g} s per system, each POP3 phase {POP_SECONDS:g} s; Postfix+Dovecot first, then Postern.")
     L.append("")
     L.append("| workload | metric | Postfix+Dovecot | Postern | Postern / Postfix+Dovecot | target | generator ceiling (in-memory sink) |")
