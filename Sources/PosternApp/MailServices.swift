@@ -238,7 +238,9 @@ final class SubmissionService: SubmissionBackend {
             }
             let logger = self.logger
             let mailboxes = targets.count
-            stores.mail.deliver(prepared, to: targets, threading: threadingRow) { result in
+            // On a worker the files are written here, in parallel with other deliveries; on
+            // the loop (small messages only) the committer writes them.
+            stores.mail.deliver(prepared, to: targets, threading: threadingRow, writingFilesHere: lookup == .readIfNeeded) { result in
                 switch result {
                 case .success:
                     logger.debug("message stored", metadata: ["recipients": "\(mailboxes)"])

@@ -84,9 +84,22 @@ public final class MailStore: Sendable {
     /// The same without a suspension: `completion` runs on the committer thread once the
     /// delivery is durable or has failed. The SMTP path uses this to go from its worker thread to
     /// the committer and back to the event loop with no hop in between.
+    ///
+    /// `writingFilesHere`: the caller is a worker thread (never an event loop) and writes the
+    /// message files itself before queueing, so the committer's single thread only syncs and
+    /// commits. Worth it for large messages, whose copy into the page cache would otherwise
+    /// serialise every delivery behind it.
     public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget], threading: ThreadingRow? = nil,
+                        writingFilesHere: Bool = false,
                         completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
-        committer.submit(message: message, targets: targets, threading: threading) { [self] result in
+        var files: [GroupCommitter.MessageFile]?
+        if writingFilesHere {
+            switch GroupCommitter.writeFiles(message, for: targets, in: folder.messagesDirectory.path) {
+            case .success(let written): files = written
+            case .failure(let failure): return completion(.failure(failure))
+            }
+        }
+        committer.submit(message: message, targets: targets, threading: threading, files: files) { [self] result in
             switch result {
             case .success(let events):
                 publish(events)
@@ -219,7 +232,44 @@ final class GroupCommitter: Sendable {
         var message: ByteBuffer
         var targets: [MailboxTarget]
         var threading: ThreadingRow?
+        /// Files the submitter wrote already (open, not yet synced); nil: the committer writes them.
+        var files: [MessageFile]?
         var completion: @Sendable (Result<[NewMailEvent], DeliveryFailure>) -> Void
+    }
+
+    /// One written, not yet synced message file.
+    struct MessageFile: Sendable {
+        var uid: String
+        var fd: Int32
+        var target: MailboxTarget
+    }
+
+    /// Writes one file per target (`O_EXCL`, 0600, no fsync). On failure nothing is left behind.
+    static func writeFiles(_ message: ByteBuffer, for targets: [MailboxTarget], in directory: String) -> Result<[MessageFile], DeliveryFailure> {
+        var files: [MessageFile] = []
+        for target in targets {
+            let uid = newUID()
+            let fd = open("\(directory)/\(uid)", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else {
+                let failure = DeliveryFailure.storage("cannot create message file (errno \(errno))")
+                discard(files, in: directory)
+                return .failure(failure)
+            }
+            files.append(MessageFile(uid: uid, fd: fd, target: target))
+            guard writeAll(fd, message) else {
+                let failure = DeliveryFailure.storage("cannot write message file (errno \(errno))")
+                discard(files, in: directory)
+                return .failure(failure)
+            }
+        }
+        return .success(files)
+    }
+
+    static func discard(_ files: [MessageFile], in directory: String) {
+        for file in files {
+            close(file.fd)
+            unlink("\(directory)/\(file.uid)")
+        }
     }
 
     private struct Queue {
@@ -264,14 +314,15 @@ final class GroupCommitter: Sendable {
     }
 
     /// Queues a delivery; `completion` runs on the committer thread once it is durable or failed.
-    func submit(message: ByteBuffer, targets: [MailboxTarget], threading: ThreadingRow?,
+    func submit(message: ByteBuffer, targets: [MailboxTarget], threading: ThreadingRow?, files: [MessageFile]? = nil,
                 completion: @escaping @Sendable (Result<[NewMailEvent], DeliveryFailure>) -> Void) {
         let accepted = queue.withLockedValue { queue -> Bool in
             guard !queue.stopped else { return false }
-            queue.jobs.append(Job(message: message, targets: targets, threading: threading, completion: completion))
+            queue.jobs.append(Job(message: message, targets: targets, threading: threading, files: files, completion: completion))
             return true
         }
         guard accepted else {
+            if let files { Self.discard(files, in: folder.messagesDirectory.path) }
             completion(.failure(.storage("store is shutting down")))
             return
         }
@@ -314,15 +365,15 @@ final class GroupCommitter: Sendable {
         var failures: [Int: DeliveryFailure] = [:]
         var descriptors: [Int32] = []
 
-        // 1. Write every file of the batch; no fsync yet.
+        // 1. Write every file of the batch not written by its submitter; no fsync yet.
         for (index, job) in jobs.enumerated() {
-            for target in job.targets {
-                let uid = Self.newUID()
-                let fd = open("\(directory)/\(uid)", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { failures[index] = .storage("cannot create message file (errno \(errno))"); break }
-                descriptors.append(fd)
-                guard Self.writeAll(fd, job.message) else { failures[index] = .storage("cannot write message file (errno \(errno))"); break }
-                written[index].append(Written(uid: uid, target: target, size: job.message.readableBytes))
+            switch job.files.map({ Result<[MessageFile], DeliveryFailure>.success($0) })
+                ?? Self.writeFiles(job.message, for: job.targets, in: directory) {
+            case .success(let files):
+                descriptors += files.map(\.fd)
+                written[index] = files.map { Written(uid: $0.uid, target: $0.target, size: job.message.readableBytes) }
+            case .failure(let failure):
+                failures[index] = failure
             }
         }
         // 2. fsync every file and the directory (its new entries) at once: see ParallelSync.

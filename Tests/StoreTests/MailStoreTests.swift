@@ -177,6 +177,41 @@ import Testing
         }
     }
 
+    /// Files written by the submitter (a worker thread) instead of the committer: stored the same,
+    /// mixed in one batch with committer-written ones, and removed when the commit refuses them.
+    @Test func filesWrittenByTheSubmitterAreCommittedOrRemoved() async throws {
+        try await withMailStore { data, store in
+            let accounts = data.accounts()
+            let alice = try accounts.create(name: "alice", password: Self.password)
+            let bob = try accounts.create(name: "bob", password: Self.password)
+            func deliver(_ text: String, to targets: [MailboxTarget], here: Bool) async throws {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    store.deliver(buffer(text), to: targets, writingFilesHere: here) { continuation.resume(with: $0) }
+                }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        try await deliver("message \(index)\r\n", to: [alice.target(quota: Self.bigQuota), bob.target(quota: Self.bigQuota)],
+                                          here: index % 2 == 0)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await store.messages(ofAccount: alice.id).count == 20)
+            #expect(try await store.messages(ofAccount: bob.id).count == 20)
+            #expect(try data.messageFiles().count == 40)
+            let contents = Set(try await store.messages(ofAccount: bob.id).asyncMapStore { String(buffer: try await store.content(ofAccount: bob.id, uid: $0.uid)) })
+            #expect(contents == Set((0..<20).map { "message \($0)\r\n" }))
+
+            let filesBefore = try data.messageFiles()
+            await #expect(throws: DeliveryFailure.mailboxFull(accountName: "alice")) {
+                try await deliver(String(repeating: "x", count: 200), to: [alice.target(quota: 100)], here: true)
+            }
+            #expect(try data.messageFiles() == filesBefore)
+        }
+    }
+
     @Test func messageLargerThanAnEmptyMailboxIsRefused() async throws {
         try await withMailStore { data, store in
             let alice = try data.accounts().create(name: "alice", password: Self.password)
@@ -482,5 +517,13 @@ import Testing
             #expect(try await store.messages(ofAccount: new.id).isEmpty)
             #expect(try data.messageFiles().isEmpty)
         }
+    }
+}
+
+extension Sequence {
+    func asyncMapStore<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
     }
 }
