@@ -536,9 +536,10 @@ SYNC_TEXT = {
          "The message reaches the mailbox later: qmgr hands it to Postfix's lmtp client, and Dovecot's LMTP "
          "(mail_fsync = {mail_fsync}) writes it into Maildir/tmp/, fsync()s it, renames it into new/, fdatasync()s "
          "the new/ directory and its dovecot-uidlist, then answers 250 to Postfix, which removes the queue file."),
-    PN: ("Postern: as designed (docs/flow.md), one committer thread takes every waiting message, writes the "
-         "messages/<uid> files, fsync()s each file and the messages/ directory, then commits the index rows "
-         "in one SQLite transaction meant to be synced (WAL, synchronous=FULL) — all before the 250, so the "
+    PN: ("Postern: as designed (docs/flow.md), the messages/<uid> files are written (by the worker thread that "
+         "prepared the message, or for a small one by the committer), then one committer thread takes every "
+         "waiting message, fsync()s each file and the messages/ directory (in parallel), then commits the index "
+         "rows in one SQLite transaction meant to be synced (WAL, synchronous=FULL) — all before the 250, so the "
          "message is in the mailbox at the 250. The strace probe below shows what actually happens."),
 }
 

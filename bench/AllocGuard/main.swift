@@ -42,8 +42,14 @@ func runSubmission() {
     while !session.isClosed {
         let mode = session.inputMode
         framer.maxLineLength = mode.lineLimit
-        guard let frame = framer.next() else { break }
         var actions: [SubmissionSession.Action]
+        // As SubmissionHandler.process: message data in runs of ordinary lines where it can.
+        if mode == .dataLine, let lines = framer.nextOrdinaryLines() {
+            actions = session.dataLines(lines)
+            for case .reply(let reply) in actions { reply.write(into: &output) }
+            continue
+        }
+        guard let frame = framer.next() else { break }
         switch (frame, mode) {
         case (.line(let line), .dataLine): actions = session.dataLine(line)
         case (.line(let line), _): actions = session.command(line)
