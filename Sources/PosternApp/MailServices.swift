@@ -60,13 +60,14 @@ public final class CoreStores: Sendable {
     func mailboxNow(for address: EmailAddress) throws -> Account? {
         guard let key = routingKey(address) else { return nil }
         if let account = accounts.recent.lookup(key) { return account }
+        let generation = accounts.recent.currentGeneration  // before the read: see RecentAccounts
         let account: Account?
         if key == "postmaster" || key == "abuse" {
             account = try accounts.operatorAccountNow(configured: configuration.operatorAccount)
         } else {
             account = try accounts.find(key)
         }
-        if let account { accounts.recent.remember(account, as: key) }
+        if let account { accounts.recent.remember(account, as: key, readUnder: generation) }
         return account
     }
 
@@ -101,8 +102,6 @@ final class SubmissionService: SubmissionBackend {
     private func outcome(of result: LoginResult) -> SMTPAuthOutcome {
         switch result {
         case .success(let account):
-            // The delivery that follows looks the sender up again (threading map): no second read.
-            stores.accounts.recent.remember(account, as: account.name)
             return .success(EmailAddress(localPart: account.name, domain: stores.configuration.domain))
         case .failure:
             logger.info("smtp authentication failed")

@@ -126,6 +126,8 @@ public final class AccountStore: Sendable {
     /// through this store forget the account at once; the CLI, another process, is seen within
     /// the cache's lifetime.
     public let recent: RecentAccounts
+    /// Bumped after every account change, seen by every process (see AccountGeneration).
+    public let generation: AccountGeneration
 
     public init(folder: DataFolder, policy: AccountNamePolicy, quarantineDays: Int = 180,
                 hashParameters: PasswordHash.Parameters = .standard, recentLifetime: Double = 2) {
@@ -133,7 +135,10 @@ public final class AccountStore: Sendable {
         self.policy = policy
         self.quarantineDays = quarantineDays
         self.hashParameters = hashParameters
-        self.recent = RecentAccounts(lifetime: recentLifetime, now: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 })
+        let generation = AccountGeneration(directory: folder.root)
+        self.generation = generation
+        self.recent = RecentAccounts(lifetime: recentLifetime, now: { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 },
+                                     generation: { generation.current })
     }
 
     static func today() -> Int { Int(Date().timeIntervalSince1970 / 86400) }
@@ -205,6 +210,7 @@ public final class AccountStore: Sendable {
         try folder.database.write { db in
             try db.execute(sql: "UPDATE account SET password_hash = ? WHERE id = ?", arguments: [hash, account.id])
         }
+        generation.bump()
         recent.forget(accountID: account.id)
     }
 
@@ -246,7 +252,10 @@ public final class AccountStore: Sendable {
                 throw AccountError.invalidSetting("unknown setting \(key): use quota, delay, irc_nick, key_listing, html_sanitise or internet_quota")
             }
         }
-        defer { recent.forget(accountID: account.id) }
+        defer {
+            generation.bump()
+            recent.forget(accountID: account.id)
+        }
         return try folder.database.write { db in
             for (column, value) in assignments {
                 try db.execute(sql: "UPDATE account SET \(column) = ? WHERE id = ?", arguments: [value, account.id])
@@ -268,6 +277,7 @@ public final class AccountStore: Sendable {
                            arguments: [account.name, Self.today() + quarantineDays])
             return uids
         }
+        generation.bump()
         recent.forget(accountID: account.id)
         for uid in uids {
             unlink(folder.messagesDirectory.appendingPathComponent(uid).path)

@@ -24,7 +24,7 @@ import Testing
         let recent = RecentAccounts(lifetime: 2, now: { clock.time.withLockedValue { $0 } })
         let alice = try Self.account(1, "alice")
         #expect(recent.lookup("alice") == nil)
-        recent.remember(alice, as: "alice")
+        recent.remember(alice, as: "alice", readUnder: 0)
         #expect(recent.lookup("alice") == alice)
         clock.advance(1.9)
         #expect(recent.lookup("alice") == alice)
@@ -35,7 +35,7 @@ import Testing
     @Test func aClockThatGoesBackExpiresTheEntry() throws {
         let clock = Clock()
         let recent = RecentAccounts(lifetime: 2, now: { clock.time.withLockedValue { $0 } })
-        recent.remember(try Self.account(1, "alice"), as: "alice")
+        recent.remember(try Self.account(1, "alice"), as: "alice", readUnder: 0)
         clock.advance(-5)
         #expect(recent.lookup("alice") == nil)
     }
@@ -44,9 +44,9 @@ import Testing
         let recent = RecentAccounts(lifetime: 60, now: { 0 })
         let adam = try Self.account(7, "adam")
         let bob = try Self.account(8, "bob")
-        recent.remember(adam, as: "adam")
-        recent.remember(adam, as: "postmaster")
-        recent.remember(bob, as: "bob")
+        recent.remember(adam, as: "adam", readUnder: 0)
+        recent.remember(adam, as: "postmaster", readUnder: 0)
+        recent.remember(bob, as: "bob", readUnder: 0)
         recent.forget(accountID: 7)
         #expect(recent.lookup("adam") == nil)
         #expect(recent.lookup("postmaster") == nil)
@@ -56,23 +56,56 @@ import Testing
     @Test func staysWithinItsCapacity() throws {
         let recent = RecentAccounts(lifetime: 60, capacity: 3, now: { 0 })
         let alice = try Self.account(1, "alice")
-        for key in ["a", "b", "c", "d", "e"] { recent.remember(alice, as: key) }
+        for key in ["a", "b", "c", "d", "e"] { recent.remember(alice, as: key, readUnder: 0) }
         let remembered = ["a", "b", "c", "d", "e"].filter { recent.lookup($0) != nil }
         #expect(remembered.count <= 3)
         #expect(remembered.contains("e"))
+    }
+
+    @Test func anEntryReadUnderAnOlderGenerationIsNotUsed() throws {
+        let generation = NIOLockedValueBox<UInt64>(5)
+        let recent = RecentAccounts(lifetime: 60, now: { 0 }, generation: { generation.withLockedValue { $0 } })
+        let alice = try Self.account(1, "alice")
+        recent.remember(alice, as: "alice", readUnder: recent.currentGeneration)
+        #expect(recent.lookup("alice") == alice)
+        generation.withLockedValue { $0 += 1 }  // an account changed somewhere
+        #expect(recent.lookup("alice") == nil)
+        // read before the change, remembered after it: never used
+        recent.remember(alice, as: "alice", readUnder: 5)
+        #expect(recent.lookup("alice") == nil)
+    }
+
+    /// Two stores on one data folder stand for the server and `postern account …`: a change in
+    /// either is seen by the other's cache at once, through the shared generation file.
+    @Test func aChangeInAnotherProcessIsSeenAtOnce() async throws {
+        try await withDataFolder { data in
+            let server = data.accounts(recentLifetime: 600)
+            let cli = data.accounts()
+            let dave = try cli.create(name: "dave", password: "correct horse battery")
+            server.recent.remember(dave, as: "dave", readUnder: server.recent.currentGeneration)
+            #expect(server.recent.lookup("dave") == dave)
+            try cli.setPassword("dave", password: "another long password")
+            #expect(server.recent.lookup("dave") == nil)
+            server.recent.remember(try server.require("dave"), as: "dave", readUnder: server.recent.currentGeneration)
+            #expect(server.recent.lookup("dave") != nil)
+            try cli.delete("dave")
+            #expect(server.recent.lookup("dave") == nil)
+            let mode = try FileManager.default.attributesOfItem(atPath: data.path + "/accounts.generation")[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+        }
     }
 
     @Test func accountStoreChangesForgetTheAccount() async throws {
         try await withDataFolder { data in
             let accounts = data.accounts()
             let carol = try accounts.create(name: "carol", password: "correct horse battery")
-            accounts.recent.remember(carol, as: "carol")
+            accounts.recent.remember(carol, as: "carol", readUnder: accounts.recent.currentGeneration)
             _ = try accounts.apply(settings: [("quota", "1MB")], to: "carol")
             #expect(accounts.recent.lookup("carol") == nil)
-            accounts.recent.remember(carol, as: "carol")
+            accounts.recent.remember(carol, as: "carol", readUnder: accounts.recent.currentGeneration)
             try accounts.setPassword("carol", password: "another long password")
             #expect(accounts.recent.lookup("carol") == nil)
-            accounts.recent.remember(carol, as: "carol")
+            accounts.recent.remember(carol, as: "carol", readUnder: accounts.recent.currentGeneration)
             try accounts.delete("carol")
             #expect(accounts.recent.lookup("carol") == nil)
         }
