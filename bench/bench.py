@@ -294,17 +294,27 @@ def smtp_run(system, port, seconds, per_conn, size, count_delivered=True, tag=No
             # wait until the queue is empty so that nothing runs in the background of the next run
             while postfix_queue() and time.time() < deadline + 60:
                 time.sleep(0.1)
-        res["cpu"] = win.close(r["cpu_s"])
-        res["cpu"]["ops"] = r["accepted"]
-        res["cpu"]["server_ms_per_op"] = round(1000 * res["cpu"]["server_cpu_s"] / max(1, r["accepted"]), 3)
-        if "context-switches" in perf:
-            res["cpu"]["context_switches_per_op"] = round(perf["context-switches"] / max(1, r["accepted"]), 1)
-        if "perf_report" in perf:
-            res["cpu"]["perf_report"] = os.path.relpath(perf["perf_report"], os.path.dirname(HERE))
+        res["cpu"] = server_cpu(win, r, perf, ops=r["accepted"])
     else:
-        res["cpu"] = {"generator_cpu_s": round(r["cpu_s"], 2),
-                      "generator_pct": round(100 * r["cpu_s"] / (r["elapsed"] * NCPU), 1)}
+        res["cpu"] = generator_cpu(r)
     return res
+
+
+def server_cpu(win, r, perf, ops):
+    """The CPU window of a run against a real server, per op, with perf's figures if any."""
+    cpu = win.close(r["cpu_s"])
+    cpu["ops"] = ops
+    cpu["server_ms_per_op"] = round(1000 * cpu["server_cpu_s"] / max(1, ops), 3)
+    if "context-switches" in perf:
+        cpu["context_switches_per_op"] = round(perf["context-switches"] / max(1, ops), 1)
+    if "perf_report" in perf:
+        cpu["perf_report"] = os.path.relpath(perf["perf_report"], os.path.dirname(HERE))
+    return cpu
+
+
+def generator_cpu(r):
+    """Against an in-memory sink only the generator's own CPU is measured."""
+    return {"generator_cpu_s": round(r["cpu_s"], 2), "generator_pct": round(100 * r["cpu_s"] / (r["elapsed"] * NCPU), 1)}
 
 
 def start_sinks():
@@ -458,17 +468,9 @@ def pop_run(system, port, mode, seconds, retr=20, tag=None):
            "retr_per_s": round(r["retr_per_s"], 1), "mb_per_s": round(r["mb_per_s"], 2), "errors": r["errors"],
            "elapsed_s": round(r["elapsed"], 2)}
     if win:
-        res["cpu"] = win.close(r["cpu_s"])
-        ops = r["retr"] if mode == "retr" else r["logins"]
-        res["cpu"]["ops"] = ops
-        res["cpu"]["server_ms_per_op"] = round(1000 * res["cpu"]["server_cpu_s"] / max(1, ops), 3)
-        if "context-switches" in perf:
-            res["cpu"]["context_switches_per_op"] = round(perf["context-switches"] / max(1, ops), 1)
-        if "perf_report" in perf:
-            res["cpu"]["perf_report"] = os.path.relpath(perf["perf_report"], os.path.dirname(HERE))
+        res["cpu"] = server_cpu(win, r, perf, ops=r["retr"] if mode == "retr" else r["logins"])
     else:
-        res["cpu"] = {"generator_cpu_s": round(r["cpu_s"], 2),
-                      "generator_pct": round(100 * r["cpu_s"] / (r["elapsed"] * NCPU), 1)}
+        res["cpu"] = generator_cpu(r)
     return res
 
 

@@ -129,6 +129,14 @@ def cpu_now():
     return t.user + t.system
 
 
+def run_worker(main, stats, cpu0, result_q):
+    """Runs a worker process's event loop, then hands its stats (with its CPU time) to the parent."""
+    run(main())
+    stats["cpu_s"] = cpu_now() - cpu0
+    stats["t_end"] = time.time()
+    result_q.put(stats)
+
+
 # ------------------------------------------------------------------ smtp: timed submission load
 
 def smtp_worker(args, index, sessions, t_start, result_q):
@@ -182,10 +190,7 @@ def smtp_worker(args, index, sessions, t_start, result_q):
             t.cancel()
         stats["stuck_sessions"] = len(pending)
 
-    run(main())
-    stats["cpu_s"] = cpu_now() - cpu0
-    stats["t_end"] = time.time()
-    result_q.put(stats)
+    run_worker(main, stats, cpu0, result_q)
 
 
 def split(total, parts):
@@ -261,10 +266,7 @@ def fill_worker(args, index, jobs, t_start, result_q):
     async def main():
         await asyncio.gather(*(session(r, c) for r, c in jobs))
 
-    run(main())
-    stats["cpu_s"] = cpu_now() - cpu0
-    stats["t_end"] = time.time()
-    result_q.put(stats)
+    run_worker(main, stats, cpu0, result_q)
 
 
 def cmd_fill(args):
@@ -356,10 +358,7 @@ def pop_worker(args, index, mailboxes, t_start, result_q):
         for t in pending:
             t.cancel()
 
-    run(main())
-    stats["cpu_s"] = cpu_now() - cpu0
-    stats["t_end"] = time.time()
-    result_q.put(stats)
+    run_worker(main, stats, cpu0, result_q)
 
 
 def cmd_pop(args):

@@ -46,29 +46,15 @@ public final class CoreStores: Sendable {
     func quota(of account: Account) -> Int { account.quotaBytes ?? configuration.mailboxQuota }
 
     /// The mailbox a local address delivers to: its account, or the operator's for postmaster@
-    /// and abuse@ (ACCT-2). nil when there is none.
-    func mailbox(for address: EmailAddress) async throws -> Account? {
-        let local = address.localPart.lowercased()
-        if local == "postmaster" || local == "abuse" {
-            return try await accounts.operatorAccount(configured: configuration.operatorAccount)
-        }
-        return try await accounts.find(local)
-    }
-
-    /// The same for routing, on the calling thread (a worker, never an event loop): from the
-    /// recent accounts if there, else read and remembered.
-    func mailboxNow(for address: EmailAddress) throws -> Account? {
+    /// and abuse@ (ACCT-2); nil when there is none. From the recent accounts if there, else read
+    /// and remembered — on the calling thread (a worker, never an event loop).
+    func mailbox(for address: EmailAddress) throws -> Account? {
         guard let key = routingKey(address) else { return nil }
-        if let account = accounts.recent.lookup(key) { return account }
-        let generation = accounts.recent.currentGeneration  // before the read: see RecentAccounts
-        let account: Account?
-        if key == "postmaster" || key == "abuse" {
-            account = try accounts.operatorAccountNow(configured: configuration.operatorAccount)
-        } else {
-            account = try accounts.find(key)
+        return try accounts.recent.lookup(key) {
+            key == "postmaster" || key == "abuse"
+                ? try accounts.operatorAccount(configured: configuration.operatorAccount)
+                : try accounts.find(key)
         }
-        if let account { accounts.recent.remember(account, as: key, readUnder: generation) }
-        return account
     }
 
     /// The mailbox of `address` if it was read in the last seconds; safe on an event loop.
@@ -133,7 +119,7 @@ final class SubmissionService: SubmissionBackend {
             return .rejected(SMTPReply(550, "5.7.1", "Relaying to <\(recipient)> denied: this server has no Internet gateway configured"))
         }
         do {
-            return verdict(recipient, account: try stores.mailboxNow(for: recipient), declaredSize: declaredSize)
+            return verdict(recipient, account: try stores.mailbox(for: recipient), declaredSize: declaredSize)
         } catch {
             logger.error("recipient lookup failed", metadata: ["error": "\(type(of: error))"])
             return Self.localProblem
@@ -153,10 +139,7 @@ final class SubmissionService: SubmissionBackend {
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
         await withCheckedContinuation { continuation in
-            stores.workers.submit { state in
-                guard case .active = state else { return continuation.resume(returning: Self.notStored) }
-                self.deliverNow(envelope, message: message) { continuation.resume(returning: $0) }
-            }
+            deliverOnWorker(envelope, message: message, ids: nil) { continuation.resume(returning: $0) }
         }
     }
 
@@ -164,45 +147,55 @@ final class SubmissionService: SubmissionBackend {
         let promise = loop.makePromise(of: DeliveryOutcome.self)
         // A small message whose mailboxes were all read moments ago and that refers to no earlier
         // message needs no read at all: it is prepared here (tens of microseconds of CPU, no
-        // system call that can block) and goes straight to the committer. Anything else, one hop.
-        if message.readableBytes <= Self.preparedOnTheLoopUpTo,
-           (try? deliverNow(envelope, message: message, lookup: .recentOnly, completion: { promise.succeed($0) })) != nil {
-            return promise.futureResult
+        // system call that can block) and goes straight to the committer. Anything else, one hop,
+        // taking along the ids already parsed.
+        var ids: MessageIDs?
+        if message.readableBytes <= Self.preparedOnTheLoopUpTo {
+            let parsed = SubmissionPreparation.messageIDs(of: message)
+            ids = parsed
+            if parsed.references.isEmpty,
+               (try? deliverNow(envelope, message: message, ids: parsed, lookup: .recentOnly, completion: { promise.succeed($0) })) != nil {
+                return promise.futureResult
+            }
         }
-        stores.workers.submit { state in
-            guard case .active = state else { return promise.succeed(Self.notStored) }
-            self.deliverNow(envelope, message: message) { promise.succeed($0) }
-        }
+        deliverOnWorker(envelope, message: message, ids: ids) { promise.succeed($0) }
         return promise.futureResult
     }
 
     private static let preparedOnTheLoopUpTo = 32 * 1024
     private static let notStored = DeliveryOutcome.rejected(SMTPReply(451, "4.3.0", "Temporary local problem: message not stored, try again later"))
 
+    typealias MessageIDs = (own: String?, references: [String])
+
     /// How `deliverNow` finds accounts: from the recent ones or the database (a worker thread),
     /// or from the recent ones only (an event loop), giving up with `NeedsRead` on a miss.
     private enum Lookup { case readIfNeeded, recentOnly }
     private struct NeedsRead: Error {}
 
-    /// End of DATA on a worker thread: resolve the mailboxes, apply the submission policy, and
-    /// hand the result to the committer, which calls `completion` once it is durable (SMTP-7).
-    private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer,
-                            completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
-        do {
-            try deliverNow(envelope, message: message, lookup: .readIfNeeded, completion: completion)
-        } catch {
-            logger.error("delivery failed", metadata: ["error": "\(error)"])
-            completion(Self.notStored)
+    /// End of DATA on a worker thread (`ids`: the client's Message-IDs, if parsed already).
+    private func deliverOnWorker(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: MessageIDs?,
+                                 completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
+        stores.workers.submit { state in
+            guard case .active = state else { return completion(Self.notStored) }
+            do {
+                try self.deliverNow(envelope, message: message, ids: ids ?? SubmissionPreparation.messageIDs(of: message),
+                                    lookup: .readIfNeeded, completion: completion)
+            } catch {
+                self.logger.error("delivery failed", metadata: ["error": "\(error)"])
+                completion(Self.notStored)
+            }
         }
     }
 
-    /// With `.recentOnly` it throws `NeedsRead` before doing anything, if it would have to read.
-    private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer, lookup: Lookup,
+    /// Resolves the mailboxes, applies the submission policy and hands the result to the
+    /// committer, which calls `completion` once it is durable (SMTP-7). With `.recentOnly` it
+    /// throws `NeedsRead` before doing anything, if it would have to read.
+    private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: MessageIDs, lookup: Lookup,
                             completion: @escaping @Sendable (DeliveryOutcome) -> Void) throws {
         let domain = stores.configuration.domain
         let mailbox: (EmailAddress) throws -> Account? = { [stores] address in
             switch lookup {
-            case .readIfNeeded: return try stores.mailboxNow(for: address)
+            case .readIfNeeded: return try stores.mailbox(for: address)
             case .recentOnly:
                 guard let account = stores.recentMailbox(for: address) else { throw NeedsRead() }
                 return account
@@ -220,12 +213,11 @@ final class SubmissionService: SubmissionBackend {
                 }
             }
             // Threading across Postern's Message-ID replacement (PRIV-2): see ThreadingMap.
-            let ids = SubmissionPreparation.messageIDs(of: message)
             let senderAccount = try mailbox(envelope.sender)
             var replacements: [String: String] = [:]
             if let senderAccount, !ids.references.isEmpty {
                 if lookup == .recentOnly { throw NeedsRead() }
-                replacements = try stores.threading.replacementsNow(for: ids.references, accountID: senderAccount.id)
+                replacements = try stores.threading.replacements(for: ids.references, accountID: senderAccount.id)
             }
             var random = SystemRandomNumberGenerator()
             let messageID = MessageSanitiser.newMessageID(domain: domain, random: &random)
@@ -293,14 +285,9 @@ extension SubmissionPreparation {
 final class MaildropService: POP3Backend {
     private let stores: CoreStores
     private let logger: Logger
-    /// The locked maildrops (POP-2) and, once listed, whose they are and what they hold: a RETR
-    /// of a listed message then reads its file with no index query.
-    private let open = NIOLockedValueBox<[String: OpenMaildrop]>([:])
-
-    private struct OpenMaildrop {
-        var accountID: Int64?
-        var uids: Set<String> = []
-    }
+    /// The locked maildrops (POP-2) and, once listed, the uids of their listing: a RETR of a
+    /// listed message then reads its file with no index query.
+    private let open = NIOLockedValueBox<[String: Set<String>?]>([:])
 
     init(stores: CoreStores, logger: Logger) {
         self.stores = stores
@@ -336,7 +323,7 @@ final class MaildropService: POP3Backend {
     private func lock(_ mailbox: String) -> Bool {
         open.withLockedValue { open in
             guard open[mailbox] == nil else { return false }
-            open[mailbox] = OpenMaildrop()
+            open[mailbox] = .some(nil)  // locked, not listed yet
             return true
         }
     }
@@ -354,11 +341,10 @@ final class MaildropService: POP3Backend {
     }
 
     private func listNow(_ mailbox: String) throws -> [POP3MessageInfo] {
-        let accountID = try accountIDNow(mailbox)
-        let listing = try stores.mail.messagesNow(ofAccount: accountID)
+        let listing = try stores.mail.messagesNow(ofAccount: try accountIDNow(mailbox))
         open.withLockedValue { open in
             guard open[mailbox] != nil else { return }  // not locked (a caller without the lock)
-            open[mailbox] = OpenMaildrop(accountID: accountID, uids: Set(listing.map(\.uid)))
+            open[mailbox] = Set(listing.map(\.uid))
         }
         return listing.map { POP3MessageInfo(uid: $0.uid, size: $0.size) }
     }
@@ -372,10 +358,10 @@ final class MaildropService: POP3Backend {
     }
 
     private func contentNow(_ mailbox: String, uid: String) throws -> ByteBuffer {
-        let listed = open.withLockedValue { open in open[mailbox].map { $0.accountID != nil && $0.uids.contains(uid) } }
+        let listed = open.withLockedValue { open in open[mailbox]??.contains(uid) ?? false }
         // A uid from this locked maildrop's own listing is this account's: read the file. Anything
         // else goes through the index, which reads only what the account owns.
-        if listed == true { return try stores.mail.contentNow(listedUID: uid) }
+        if listed { return try stores.mail.contentNow(listedUID: uid) }
         return try stores.mail.contentNow(ofAccount: try accountIDNow(mailbox), uid: uid)
     }
 

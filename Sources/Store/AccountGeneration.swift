@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,11 +36,12 @@ public final class AccountGeneration: @unchecked Sendable {
         if fd >= 0 { close(fd) }
     }
 
-    private let fallback = NIOLockedCounter()
+    /// Without a mapping every read is a new value: caches then never hit, and stay correct.
+    private let fallback = NIOLockedValueBox<UInt64>(0)
 
     /// The counter now: one load from the shared page.
     public var current: UInt64 {
-        guard let counter else { return fallback.next() }
+        guard let counter else { return fallback.withLockedValue { $0 &+= 1; return $0 } }
         return counter.load(as: UInt64.self)
     }
 
@@ -49,17 +51,5 @@ public final class AccountGeneration: @unchecked Sendable {
         flock(fd, LOCK_EX)
         counter.storeBytes(of: counter.load(as: UInt64.self) &+ 1, as: UInt64.self)
         flock(fd, LOCK_UN)
-    }
-}
-
-/// Without a mapping every read is a new value: caches then never hit, and stay correct.
-private final class NIOLockedCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: UInt64 = 0
-    func next() -> UInt64 {
-        lock.lock()
-        defer { lock.unlock() }
-        value &+= 1
-        return value
     }
 }

@@ -122,9 +122,8 @@ public final class AccountStore: Sendable {
     /// Days a deleted name stays reserved (ACCT-4; default 180).
     public let quarantineDays: Int
     public let hashParameters: PasswordHash.Parameters
-    /// Accounts read in the last seconds, for mail routing (see RecentAccounts). Changes made
-    /// through this store forget the account at once; the CLI, another process, is seen within
-    /// the cache's lifetime.
+    /// Accounts read in the last seconds, for mail routing and repeated logins (see
+    /// RecentAccounts); every change through any store, in any process, invalidates them.
     public let recent: RecentAccounts
     /// Bumped after every account change, seen by every process (see AccountGeneration).
     public let generation: AccountGeneration
@@ -187,16 +186,8 @@ public final class AccountStore: Sendable {
     }
 
     /// The operator's account, which receives postmaster@ and abuse@ (ACCT-2): the configured
-    /// one, or else the oldest account.
-    public func operatorAccount(configured: String?) async throws -> Account? {
-        if let configured { return try await find(configured) }
-        return try await folder.database.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM account ORDER BY id LIMIT 1").map(Account.init(row:))
-        }
-    }
-
-    /// The same, read on the calling thread (a worker thread, never an event loop).
-    public func operatorAccountNow(configured: String?) throws -> Account? {
+    /// one, or else the oldest account. Read on the calling thread (never an event loop).
+    public func operatorAccount(configured: String?) throws -> Account? {
         if let configured { return try find(configured) }
         return try folder.database.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM account ORDER BY id LIMIT 1").map(Account.init(row:))
@@ -211,7 +202,6 @@ public final class AccountStore: Sendable {
             try db.execute(sql: "UPDATE account SET password_hash = ? WHERE id = ?", arguments: [hash, account.id])
         }
         generation.bump()
-        recent.forget(accountID: account.id)
     }
 
     /// Applies `key=value` settings (ACCT-5). Every key is validated before anything is written.
@@ -252,10 +242,7 @@ public final class AccountStore: Sendable {
                 throw AccountError.invalidSetting("unknown setting \(key): use quota, delay, irc_nick, key_listing, html_sanitise or internet_quota")
             }
         }
-        defer {
-            generation.bump()
-            recent.forget(accountID: account.id)
-        }
+        defer { generation.bump() }
         return try folder.database.write { db in
             for (column, value) in assignments {
                 try db.execute(sql: "UPDATE account SET \(column) = ? WHERE id = ?", arguments: [value, account.id])
@@ -278,7 +265,6 @@ public final class AccountStore: Sendable {
             return uids
         }
         generation.bump()
-        recent.forget(accountID: account.id)
         for uid in uids {
             unlink(folder.messagesDirectory.appendingPathComponent(uid).path)
         }

@@ -159,15 +159,14 @@ public final class Authenticator: Sendable {
     /// The check on a worker thread: account read, then the cached fingerprint or scrypt.
     private func checkNow(key: String, username: String, password: String) -> LoginResult {
         let account: Account?
-        let generation = accounts.recent.currentGeneration  // before the read: see RecentAccounts
         do {
-            account = try accounts.find(username)
+            // Always from the database here; remembered, because the delivery that follows looks
+            // the sender up again (threading map).
+            account = try accounts.recent.reread(key) { try accounts.find(username) }
         } catch {
             logger.error("account lookup failed", metadata: ["error": "\(type(of: error))"])
             return .temporaryFailure
         }
-        // The delivery that follows looks the sender up again (threading map): no second read.
-        if let account { accounts.recent.remember(account, as: key, readUnder: generation) }
         let attempt = Attempt(key: key, account: account, password: password, cacheKey: cacheKey)
         if isCached(attempt) { return conclude(attempt, valid: true) }
         let valid = (attempt.storedHash ?? dummyHash).verify(password: password) && attempt.storedHash != nil

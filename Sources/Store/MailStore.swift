@@ -353,30 +353,23 @@ final class GroupCommitter: Sendable {
         }
     }
 
-    private struct Written {
-        var uid: String
-        var target: MailboxTarget
-        var size: Int
-    }
-
     private func commit(_ jobs: [Job]) {
         let directory = folder.messagesDirectory.path
-        var written: [[Written]] = Array(repeating: [], count: jobs.count)
+        var written: [[MessageFile]] = Array(repeating: [], count: jobs.count)
         var failures: [Int: DeliveryFailure] = [:]
-        var descriptors: [Int32] = []
 
         // 1. Write every file of the batch not written by its submitter; no fsync yet.
         for (index, job) in jobs.enumerated() {
             switch job.files.map({ Result<[MessageFile], DeliveryFailure>.success($0) })
                 ?? Self.writeFiles(job.message, for: job.targets, in: directory) {
             case .success(let files):
-                descriptors += files.map(\.fd)
-                written[index] = files.map { Written(uid: $0.uid, target: $0.target, size: job.message.readableBytes) }
+                written[index] = files
             case .failure(let failure):
                 failures[index] = failure
             }
         }
         // 2. fsync every file and the directory (its new entries) at once: see ParallelSync.
+        let descriptors = written.flatMap { $0.map(\.fd) }
         let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         let synced = directoryFD >= 0 && syncer.syncAll(descriptors + [directoryFD])
         for fd in descriptors { close(fd) }
@@ -392,16 +385,17 @@ final class GroupCommitter: Sendable {
                     let savepoint = "job"
                     try db.cachedStatement(sql: "SAVEPOINT \(savepoint)").execute()
                     var refusal: DeliveryFailure?
+                    let size = jobs[index].message.readableBytes
                     for item in written[index] {
                         // Cached (prepared once) statements: the hot path compiles no SQL.
                         let used = try Int.fetchOne(db.cachedStatement(sql: "SELECT used_bytes FROM account WHERE id = ?"),
                                                     arguments: [item.target.accountID])
                         guard let used else { refusal = .mailboxGone(accountName: item.target.accountName); break }
-                        if used + item.size > item.target.quotaBytes { refusal = .mailboxFull(accountName: item.target.accountName); break }
+                        if used + size > item.target.quotaBytes { refusal = .mailboxFull(accountName: item.target.accountName); break }
                         try db.cachedStatement(sql: "INSERT INTO message (account_id, uid, size) VALUES (?, ?, ?)")
-                            .execute(arguments: [item.target.accountID, item.uid, item.size])
+                            .execute(arguments: [item.target.accountID, item.uid, size])
                         try db.cachedStatement(sql: "UPDATE account SET used_bytes = used_bytes + ? WHERE id = ?")
-                            .execute(arguments: [item.size, item.target.accountID])
+                            .execute(arguments: [size, item.target.accountID])
                     }
                     if let refusal {
                         try db.execute(sql: "ROLLBACK TO \(savepoint)")

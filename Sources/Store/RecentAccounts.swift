@@ -37,8 +37,20 @@ public final class RecentAccounts: Sendable {
         self.generation = generation
     }
 
-    /// Read this *before* reading an account from the database, and pass it to `remember`.
-    public var currentGeneration: UInt64 { generation() }
+    /// The account `key` names: remembered, or else read by `read` and remembered.
+    public func lookup(_ key: String, orRead read: () throws -> Account?) rethrows -> Account? {
+        if let account = lookup(key) { return account }
+        return try reread(key, with: read)
+    }
+
+    /// Reads the account `key` names with `read` (a database read) and remembers it. The
+    /// generation is taken before the read, so a change that lands during it is never missed.
+    public func reread(_ key: String, with read: () throws -> Account?) rethrows -> Account? {
+        let generation = generation()
+        guard let account = try read() else { return nil }
+        remember(account, as: key, readUnder: generation)
+        return account
+    }
 
     /// The account `key` named when it was read, if that was less than `lifetime` ago.
     public func lookup(_ key: String) -> Account? {
@@ -55,18 +67,13 @@ public final class RecentAccounts: Sendable {
     }
 
     /// Remembers `account` as what `key` names (its own name, or an alias such as postmaster),
-    /// read from the database under `generation` (`currentGeneration` taken before the read).
-    public func remember(_ account: Account, as key: String, readUnder generation: UInt64) {
+    /// read from the database under `generation` (the counter's value before the read).
+    func remember(_ account: Account, as key: String, readUnder generation: UInt64) {
         let time = now()
         entries.withLockedValue { entries in
             if entries.count >= capacity { entries = entries.filter { time - $0.value.fetchedAt < lifetime } }
             if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
             entries[key] = Entry(account: account, fetchedAt: time, generation: generation)
         }
-    }
-
-    /// Forgets the account under every key it was remembered as (after a change or a deletion).
-    public func forget(accountID: Int64) {
-        entries.withLockedValue { entries in entries = entries.filter { $0.value.account.id != accountID } }
     }
 }

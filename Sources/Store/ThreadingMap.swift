@@ -40,15 +40,8 @@ public final class ThreadingMap: Sendable {
     }
 
     /// The replacements known for these original Message-IDs of this account.
-    public func replacements(for originals: [String], accountID: Int64) async throws -> [String: String] {
-        guard !originals.isEmpty else { return [:] }
-        let tags = originals.prefix(100).map { ($0, tag(accountID: accountID, original: $0)) }
-        let sealed = try await folder.database.read { db in try Self.fetchSealed(tags, db) }
-        return unseal(sealed, accountID: accountID)
-    }
-
-    /// The same, read on the calling thread (a worker thread, never an event loop).
-    public func replacementsNow(for originals: [String], accountID: Int64) throws -> [String: String] {
+    /// Read on the calling thread (a worker thread, never an event loop).
+    public func replacements(for originals: [String], accountID: Int64) throws -> [String: String] {
         guard !originals.isEmpty else { return [:] }
         let tags = originals.prefix(100).map { ($0, tag(accountID: accountID, original: $0)) }
         let sealed = try folder.database.read { db in try Self.fetchSealed(tags, db) }

@@ -88,7 +88,7 @@ import Testing
             let oldest = try f.accounts.create(name: "zoe", password: Self.password)
             _ = try f.accounts.create(name: "adam", password: Self.password)
             #expect(Self.code(await f.service.checkRecipient(Self.address(recipient), sender: Self.alice, declaredSize: nil)) == "accepted")
-            let mailbox = try await f.stores.mailbox(for: Self.address(recipient))
+            let mailbox = try f.stores.mailbox(for: Self.address(recipient))
             #expect(mailbox?.id == oldest.id)
         }
     }
@@ -97,8 +97,8 @@ import Testing
         try await Self.withService(operatorAccount: "adam") { f in
             _ = try f.accounts.create(name: "zoe", password: Self.password)
             let adam = try f.accounts.create(name: "adam", password: Self.password)
-            #expect(try await f.stores.mailbox(for: Self.address("postmaster@mail.i2p"))?.id == adam.id)
-            #expect(try await f.stores.mailbox(for: Self.address("abuse@mail.i2p"))?.id == adam.id)
+            #expect(try f.stores.mailbox(for: Self.address("postmaster@mail.i2p"))?.id == adam.id)
+            #expect(try f.stores.mailbox(for: Self.address("abuse@mail.i2p"))?.id == adam.id)
         }
     }
 

@@ -61,7 +61,9 @@ final class LineClient {
     }
 }
 
-@Suite struct SubmissionServerLiveTests {
+/// Serialized: `LineClient` blocks its thread in recv, and two such tests at once could starve the
+/// cooperative threads that the fake backend's tasks (the protocol's default path) need.
+@Suite(.serialized) struct SubmissionServerLiveTests {
     func withServer(_ configuration: SubmissionServerConfiguration = .init(port: 0),
                     backend: FakeSubmissionBackend = .init(),
                     _ body: (Int, SubmissionServer) async throws -> Void) async throws {
@@ -118,6 +120,29 @@ final class LineClient {
             #expect(ContinuousClock.now - started > .milliseconds(2200))
             #expect(client.reply() == ["421 4.4.2 Timeout waiting for client, closing connection"])
             #expect(client.line() == nil)
+        }
+    }
+
+    /// DATA waits long (dataTimeout); once the message is answered the session is back to the
+    /// short command timeout, so the pending check must move earlier, not stay at DATA's.
+    @Test func commandTimeoutAppliesAgainAfterData() async throws {
+        let configuration = SubmissionServerConfiguration(port: 0, commandTimeout: .milliseconds(1500), dataTimeout: .seconds(60))
+        try await withServer(configuration) { port, _ in
+            let client = try LineClient(port: port)
+            _ = client.reply()
+            client.send("EHLO c\r\nAUTH PLAIN \(alicePlain)\r\nMAIL FROM:<alice@mail.i2p>\r\nRCPT TO:<bob@mail.i2p>\r\nDATA\r\n")
+            for _ in 0..<4 { _ = client.reply() }
+            #expect(client.reply().first?.hasPrefix("354") == true)
+            // Part of the message moves the deadline to DATA's 60 s; the pending check then finds
+            // time left and moves itself there. Longer than the command timeout: DATA allows it.
+            client.send("Subject: slow\r\n")
+            usleep(3_000_000)
+            client.send("\r\nhello\r\n.\r\n")
+            #expect(client.reply() == ["250 2.0.0 Message accepted for delivery"])
+            let answered = ContinuousClock.now
+            #expect(client.reply() == ["421 4.4.2 Timeout waiting for client, closing connection"])
+            // the 1.5 s command timeout (checked at least every second), never DATA's 60 s
+            #expect(ContinuousClock.now - answered < .seconds(5))
         }
     }
 

@@ -100,12 +100,12 @@ import Testing
     @Test func operatorAccountIsTheConfiguredOneOrTheOldest() async throws {
         try await withDataFolder { data in
             let accounts = data.accounts()
-            #expect(try await accounts.operatorAccount(configured: nil) == nil)
+            #expect(try accounts.operatorAccount(configured: nil) == nil)
             let first = try accounts.create(name: "zed", password: Self.password)
             let second = try accounts.create(name: "amy", password: Self.password)
-            #expect(try await accounts.operatorAccount(configured: nil) == first)
-            #expect(try await accounts.operatorAccount(configured: "AMY") == second)
-            #expect(try await accounts.operatorAccount(configured: "nobody") == nil)
+            #expect(try accounts.operatorAccount(configured: nil) == first)
+            #expect(try accounts.operatorAccount(configured: "AMY") == second)
+            #expect(try accounts.operatorAccount(configured: "nobody") == nil)
         }
     }
 

@@ -40,17 +40,25 @@ import Testing
         #expect(recent.lookup("alice") == nil)
     }
 
-    @Test func forgettingAnAccountForgetsEveryKeyItWasRememberedAs() throws {
-        let recent = RecentAccounts(lifetime: 60, now: { 0 })
+    /// A change to any account moves the shared generation: every key is read again, the
+    /// changed account's aliases (postmaster → the operator) included.
+    @Test func aChangedAccountIsReadAgainUnderEveryKey() throws {
+        let generation = NIOLockedValueBox<UInt64>(0)
+        let recent = RecentAccounts(lifetime: 60, now: { 0 }, generation: { generation.withLockedValue { $0 } })
         let adam = try Self.account(7, "adam")
         let bob = try Self.account(8, "bob")
-        recent.remember(adam, as: "adam", readUnder: 0)
-        recent.remember(adam, as: "postmaster", readUnder: 0)
-        recent.remember(bob, as: "bob", readUnder: 0)
-        recent.forget(accountID: 7)
+        var reads = 0
+        for (key, account) in [("adam", adam), ("postmaster", adam), ("bob", bob)] {
+            #expect(recent.lookup(key) { reads += 1; return account } == account)
+            #expect(recent.lookup(key) { reads += 1; return account } == account)
+        }
+        #expect(reads == 3)  // once per key
+        generation.withLockedValue { $0 += 1 }  // adam changed (in this process or another)
         #expect(recent.lookup("adam") == nil)
         #expect(recent.lookup("postmaster") == nil)
-        #expect(recent.lookup("bob") == bob)
+        #expect(recent.lookup("bob") == nil)
+        #expect(recent.lookup("bob") { reads += 1; return bob } == bob)
+        #expect(reads == 4)
     }
 
     @Test func staysWithinItsCapacity() throws {
@@ -66,13 +74,20 @@ import Testing
         let generation = NIOLockedValueBox<UInt64>(5)
         let recent = RecentAccounts(lifetime: 60, now: { 0 }, generation: { generation.withLockedValue { $0 } })
         let alice = try Self.account(1, "alice")
-        recent.remember(alice, as: "alice", readUnder: recent.currentGeneration)
+        _ = recent.reread("alice") { alice }
         #expect(recent.lookup("alice") == alice)
         generation.withLockedValue { $0 += 1 }  // an account changed somewhere
         #expect(recent.lookup("alice") == nil)
-        // read before the change, remembered after it: never used
-        recent.remember(alice, as: "alice", readUnder: 5)
+        // a change that lands while the row is being read: the row is not used afterwards
+        let read = recent.reread("alice") {
+            generation.withLockedValue { $0 += 1 }
+            return alice
+        }
+        #expect(read == alice)
         #expect(recent.lookup("alice") == nil)
+        // an account that does not exist is not remembered
+        #expect(recent.reread("nobody") { nil } == nil)
+        #expect(recent.lookup("nobody") == nil)
     }
 
     /// Two stores on one data folder stand for the server and `postern account …`: a change in
@@ -82,11 +97,11 @@ import Testing
             let server = data.accounts(recentLifetime: 600)
             let cli = data.accounts()
             let dave = try cli.create(name: "dave", password: "correct horse battery")
-            server.recent.remember(dave, as: "dave", readUnder: server.recent.currentGeneration)
+            _ = server.recent.reread("dave") { dave }
             #expect(server.recent.lookup("dave") == dave)
             try cli.setPassword("dave", password: "another long password")
             #expect(server.recent.lookup("dave") == nil)
-            server.recent.remember(try server.require("dave"), as: "dave", readUnder: server.recent.currentGeneration)
+            _ = try server.recent.reread("dave") { try server.require("dave") }
             #expect(server.recent.lookup("dave") != nil)
             try cli.delete("dave")
             #expect(server.recent.lookup("dave") == nil)
@@ -99,13 +114,13 @@ import Testing
         try await withDataFolder { data in
             let accounts = data.accounts()
             let carol = try accounts.create(name: "carol", password: "correct horse battery")
-            accounts.recent.remember(carol, as: "carol", readUnder: accounts.recent.currentGeneration)
+            _ = accounts.recent.reread("carol") { carol }
             _ = try accounts.apply(settings: [("quota", "1MB")], to: "carol")
             #expect(accounts.recent.lookup("carol") == nil)
-            accounts.recent.remember(carol, as: "carol", readUnder: accounts.recent.currentGeneration)
+            _ = accounts.recent.reread("carol") { carol }
             try accounts.setPassword("carol", password: "another long password")
             #expect(accounts.recent.lookup("carol") == nil)
-            accounts.recent.remember(carol, as: "carol", readUnder: accounts.recent.currentGeneration)
+            _ = accounts.recent.reread("carol") { carol }
             try accounts.delete("carol")
             #expect(accounts.recent.lookup("carol") == nil)
         }
@@ -155,9 +170,16 @@ func withDataFolderSync<T>(_ body: (TestDataFolder) throws -> T) throws -> T {
         }
     }
 
-    @Test func stopEndsTheHelpers() {
-        let syncer = ParallelSync(helpers: 4)
-        syncer.stop()  // returns only once all four have left; a hang fails the run
-        #expect(syncer.syncAll([]))
+    /// `stop` returns only once the helpers have left (a hang fails the run); a batch after it
+    /// is still synced, by the caller alone, and a failure in it still counts.
+    @Test func stopEndsTheHelpersAndBatchesStillComplete() throws {
+        try withDataFolderSync { data in
+            let syncer = ParallelSync(helpers: 4)
+            syncer.stop()
+            let fds = Self.files(5, in: data)
+            defer { fds.forEach { _ = close($0) } }
+            #expect(syncer.syncAll(fds))
+            #expect(!syncer.syncAll(fds + [-1]))
+        }
     }
 }

@@ -13,8 +13,8 @@ import Testing
     @Test func recordedReplacementIsFoundOnlyForTheSameAccount() async throws {
         try await withMap { _, map in
             try await map.record(original: "<cover@laptop.lan>", replacement: "<new@mail.i2p>", accountID: 1)
-            #expect(try await map.replacements(for: ["<cover@laptop.lan>", "<other@x>"], accountID: 1) == ["<cover@laptop.lan>": "<new@mail.i2p>"])
-            #expect(try await map.replacements(for: ["<cover@laptop.lan>"], accountID: 2).isEmpty)
+            #expect(try map.replacements(for: ["<cover@laptop.lan>", "<other@x>"], accountID: 1) == ["<cover@laptop.lan>": "<new@mail.i2p>"])
+            #expect(try map.replacements(for: ["<cover@laptop.lan>"], accountID: 2).isEmpty)
         }
     }
 
@@ -36,7 +36,7 @@ import Testing
         try await withMap { folder, map in
             try await map.record(original: "<a@b>", replacement: "<c@d>", accountID: 7)
             let reopened = try ThreadingMap(folder: folder)
-            #expect(try await reopened.replacements(for: ["<a@b>"], accountID: 7) == ["<a@b>": "<c@d>"])
+            #expect(try reopened.replacements(for: ["<a@b>"], accountID: 7) == ["<a@b>": "<c@d>"])
             let mode = try FileManager.default.attributesOfItem(atPath: folder.root.appendingPathComponent("threading.key").path)[.posixPermissions] as? Int
             #expect(mode == 0o600)
         }
