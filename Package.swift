@@ -52,9 +52,18 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The outbound queue runner: delay schedule, relay to the next hop, retries, DSNs,
+        // hashcash (QUEUE, DELAY, QUOTA).
+        .target(name: "Delivery", dependencies: [
+            "MailCore", "Privacy", "Store", "SMTP",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
-            "MailCore", "Privacy", "Store", "SMTP", "POP3",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -92,8 +101,14 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "DeliveryTests", dependencies: [
+            "Delivery", "Store", "SMTP", "MailCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "PosternAppTests", dependencies: [
-            "PosternApp", "Store", "SMTP", "POP3", "MailCore",
+            "PosternApp", "Store", "SMTP", "POP3", "MailCore", "Delivery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

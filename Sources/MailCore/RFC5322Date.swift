@@ -20,8 +20,18 @@ public enum RFC5322Date {
         a >= 0 ? a / b : -((-a + b - 1) / b)
     }
 
+    /// A proleptic Gregorian date to days since 1970-01-01 (H. Hinnant's days_from_civil).
+    public static func days(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
     /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's civil_from_days).
-    static func civil(fromDays z: Int64) -> (year: Int64, month: Int64, day: Int64) {
+    public static func civil(fromDays z: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let z = z + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097

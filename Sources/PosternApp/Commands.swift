@@ -1,4 +1,5 @@
 import ArgumentParser
+import Delivery
 import Foundation
 import Logging
 import MailCore
@@ -10,7 +11,7 @@ public struct PosternCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "postern",
         abstract: "Anonymous e-mail for the I2P network.",
-        subcommands: [Serve.self, CheckConfig.self, AccountCommand.self])
+        subcommands: [Serve.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, HashcashCommand.self])
 
     public init() {}
 }
@@ -121,7 +122,10 @@ struct AccountCommand: AsyncParsableCommand {
             }
             _ = try AccountCommand.run { try store.policy.validateNew(name) }
             let password = try PasswordInput.read(prompt: "Password for \(name): ", confirm: true)
-            let account = try AccountCommand.run { try store.create(name: name, password: password, quotaBytes: quotaBytes) }
+            var account = try AccountCommand.run { try store.create(name: name, password: password, quotaBytes: quotaBytes) }
+            if config.defaultDelayMode != DelayMode.defer.rawValue {
+                account = try AccountCommand.run { try store.apply(settings: [("delay", config.defaultDelayMode)], to: account.name) }
+            }
             print("created \(account.name)@\(config.domain)")
         }
     }
@@ -160,6 +164,7 @@ struct AccountCommand: AsyncParsableCommand {
                 key_listing: \(account.keyListing ? "on" : "off")
                 html_sanitise: \(account.htmlSanitise ? "on" : "off")
                 internet_quota: \(account.internetQuota.map(String.init) ?? "default (\(config.internetRecipientsPerDay) per 24h)")
+                internet_credit: \(account.internetCredit) (from hashcash stamps)
                 """)
         }
     }
@@ -230,5 +235,120 @@ enum PasswordInput {
     private static func readHidden(_ prompt: String) -> String? {
         guard let pointer = getpass(prompt) else { return nil }
         return String(cString: pointer)
+    }
+}
+
+/// `postern queue`: the operator's view of the outbound queue (QUEUE-3). Works while the server
+/// runs (the runner sees a flush within a second). Shows envelopes and state, never a header or body.
+struct QueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue", abstract: "List, inspect, release or delete Internet-bound mail in the outbound queue.",
+        subcommands: [List.self, Show.self, Flush.self, Delete.self])
+
+    static func open(_ options: CommonOptions) throws -> (PosternConfiguration, OutboundQueue) {
+        let config = try options.load()
+        return (config, OutboundQueue(folder: try DataFolder(path: config.dataDirectory)))
+    }
+
+    static func time(_ seconds: Int64?) -> String {
+        seconds.map { RFC5322Date.format(secondsSince1970: $0, roundedToMinute: false) } ?? "held in the pool"
+    }
+
+    static func ids(_ texts: [String]) throws -> [Int64] {
+        try texts.map { text in
+            guard let id = Int64(text), id > 0 else { throw UserError("\(text): expected a queue id as shown by `postern queue list`") }
+            return id
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One line per queued message: id, sender, size, release, recipients waiting.")
+        @OptionGroup var options: CommonOptions
+
+        func run() async throws {
+            let (config, queue) = try QueueCommand.open(options)
+            let messages = try queue.all()
+            for message in messages {
+                let next = message.recipients.compactMap(\.nextAttempt).min()
+                print("\(message.id)\t\(message.accountName)@\(config.domain)\t\(message.size) bytes\t"
+                      + "release \(QueueCommand.time(message.releaseAt))\tnext \(next.map { QueueCommand.time($0) } ?? "-")\t"
+                      + "\(message.recipients.count) recipient\(message.recipients.count == 1 ? "" : "s")")
+            }
+            print("\(messages.count) message\(messages.count == 1 ? "" : "s") queued")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The envelope and delivery state of queued messages (no header, no body).")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "Queue ids.") var ids: [String]
+
+        func run() async throws {
+            let (config, queue) = try QueueCommand.open(options)
+            let wanted = try QueueCommand.ids(ids)
+            let messages = try queue.all(ids: wanted)
+            if let missing = wanted.first(where: { id in !messages.contains { $0.id == id } }) {
+                throw UserError("no queued message with id \(missing)")
+            }
+            for message in messages {
+                print("id: \(message.id)")
+                print("sender: \(message.accountName)@\(config.domain)")
+                print("size: \(message.size) bytes")
+                print("release: \(QueueCommand.time(message.releaseAt))")
+                for recipient in message.recipients {
+                    let last = recipient.lastStatus.map { " last=\(recipient.lastCode.map(String.init) ?? "-") \($0)" } ?? ""
+                    print("  to: \(recipient.address) attempts=\(recipient.attempts) next=\(QueueCommand.time(recipient.nextAttempt))\(last)"
+                          + (recipient.notified ? " delay-notice-sent" : ""))
+                }
+            }
+        }
+    }
+
+    struct Flush: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Release queued messages now (all, or the ids given), bypassing their delay and back-off.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "Queue ids; none: every message.") var ids: [String] = []
+
+        func run() async throws {
+            let (_, queue) = try QueueCommand.open(options)
+            let count = try queue.release(ids: ids.isEmpty ? nil : try QueueCommand.ids(ids), at: Int64(Date().timeIntervalSince1970))
+            print("released \(count) message\(count == 1 ? "" : "s")")
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove queued messages for good, without a bounce.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "Queue ids.") var ids: [String]
+
+        func run() async throws {
+            let (_, queue) = try QueueCommand.open(options)
+            let count = try queue.delete(ids: try QueueCommand.ids(ids))
+            print("deleted \(count) message\(count == 1 ? "" : "s")")
+        }
+    }
+}
+
+/// `postern hashcash mint ADDRESS`: a stamp that raises the address's Internet recipient quota
+/// when sent in an `X-Hashcash:` header (QUOTA-2).
+struct HashcashCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hashcash", abstract: "Hashcash stamps for the Internet recipient quota.",
+                                                    subcommands: [Mint.self])
+
+    struct Mint: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Mint a stamp for ADDRESS; put it in an X-Hashcash: header of a message you send (it is removed before the message goes on).")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "Your address, such as alice@mail.i2p.") var address: String
+        @Option(help: "Bits of work (default: hashcash.bits of the configuration).") var bits: Int?
+
+        func run() async throws {
+            let config = try options.load()
+            let bits = bits ?? config.hashcashBits
+            guard (1...40).contains(bits) else { throw UserError("--bits: expected 1 to 40") }
+            guard EmailAddress(address) != nil else { throw UserError("\(address) is not an address") }
+            var random = SystemRandomNumberGenerator()
+            print(HashcashStamp.mint(resource: address.lowercased(), bits: bits, now: Int64(Date().timeIntervalSince1970), random: &random))
+        }
     }
 }

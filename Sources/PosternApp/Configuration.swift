@@ -60,6 +60,33 @@ public struct PosternConfiguration: Sendable, Equatable {
     public var authPenaltyMax: Double = 15
     public var nameQuarantine: Double = 180 * 86400
 
+    /// The next hop for Internet-bound mail (the gateway); nil: Internet recipients are refused (SMTP-4).
+    public var relay: HostPort?
+    public var relayUsername: String?
+    public var relayPasswordFile: String?
+    /// The longest wait for the relay's connection and each of its replies.
+    public var relayTimeout: Double = 300
+
+    /// Delay of Internet-bound mail (DELAY-1..4), seconds.
+    public var defaultDelayMode = "defer"
+    public var deferMin: Double = 2000
+    public var deferMax: Double = 4000
+    /// Batch release times, minutes after 00:00 UTC.
+    public var batchTimes: [Int] = [0, 12 * 60]
+    public var poolInterval: Double = 1800
+    public var poolMin = 5
+    public var poolRate = 0.6
+
+    /// Retries (QUEUE-2), seconds.
+    public var retryFirst: Double = 300
+    public var retryMax: Double = 4 * 3600
+    public var giveUpAfter: Double = 5 * 86400
+    public var delayNoticeAfter: Double = 4 * 3600
+
+    /// Hashcash stamps that raise the Internet recipient quota (QUOTA-2).
+    public var hashcashBits = 22
+    public var hashcashRecipients = 5
+
     public init() {}
 }
 
@@ -99,8 +126,9 @@ extension PosternConfiguration {
                    "auth_penalty_base": .duration, "auth_penalty_max": .duration, "name_quarantine": .duration],
         "delay": ["default": .string, "defer_min": .duration, "defer_max": .duration, "batch_times": .dailyTimes,
                   "pool_interval": .duration, "pool_min": .positiveInt, "pool_rate": .fraction],
-        "queue": ["retry_first": .duration, "give_up_after": .duration, "delay_notice_after": .duration],
-        "relay": ["address": .hostPort, "username": .string, "password_file": .string],
+        "queue": ["retry_first": .duration, "retry_max": .duration, "give_up_after": .duration, "delay_notice_after": .duration],
+        "hashcash": ["bits": .positiveInt, "recipients_per_stamp": .positiveInt],
+        "relay": ["address": .hostPort, "username": .string, "password_file": .string, "timeout": .duration],
         "scan": ["clamd": .string, "on_unavailable": .string],
         "irc": ["server": .hostPort, "nick": .string, "notice_interval": .duration, "nickserv_password_file": .string],
         "i2p": ["sam": .hostPort, "publish": .stringArray, "keys_dir": .string, "options": .table],
@@ -188,6 +216,28 @@ extension PosternConfiguration {
         if let v = duration("limits", "auth_penalty_base") { config.authPenaltyBase = v }
         if let v = duration("limits", "auth_penalty_max") { config.authPenaltyMax = v }
         if let v = duration("limits", "name_quarantine") { config.nameQuarantine = v }
+        if let v = hostPort("relay", "address") { config.relay = v }
+        if let v = string("relay", "username") { config.relayUsername = v }
+        if let v = string("relay", "password_file") { config.relayPasswordFile = v }
+        if let v = duration("relay", "timeout") { config.relayTimeout = v }
+        if let v = string("delay", "default") { config.defaultDelayMode = v }
+        if let v = duration("delay", "defer_min") { config.deferMin = v }
+        if let v = duration("delay", "defer_max") { config.deferMax = v }
+        if let v = value("delay", "batch_times")?.array {
+            config.batchTimes = v.compactMap { $0.string }.compactMap { text in
+                let parts = text.split(separator: ":").compactMap { Int($0) }
+                return parts.count == 2 ? parts[0] * 60 + parts[1] : nil
+            }
+        }
+        if let v = duration("delay", "pool_interval") { config.poolInterval = v }
+        if let v = int("delay", "pool_min") { config.poolMin = v }
+        if let v = value("delay", "pool_rate"), let d = v.double ?? v.int.map(Double.init) { config.poolRate = d }
+        if let v = duration("queue", "retry_first") { config.retryFirst = v }
+        if let v = duration("queue", "retry_max") { config.retryMax = v }
+        if let v = duration("queue", "give_up_after") { config.giveUpAfter = v }
+        if let v = duration("queue", "delay_notice_after") { config.delayNoticeAfter = v }
+        if let v = int("hashcash", "bits") { config.hashcashBits = v }
+        if let v = int("hashcash", "recipients_per_stamp") { config.hashcashRecipients = v }
 
         // Rules that tie keys together or bound values.
         if EmailAddress("postmaster@\(config.domain)") == nil {
@@ -215,10 +265,38 @@ extension PosternConfiguration {
             errors.append(ConfigurationError(key: "delay.default", message: "expected none, defer, batch or pool"))
         }
         // Defaults as in SPEC DELAY-1, so one key given alone is checked against the other's default.
-        let deferMin = duration("delay", "defer_min") ?? 2000
-        let deferMax = duration("delay", "defer_max") ?? 4000
-        if deferMin > deferMax {
-            errors.append(ConfigurationError(key: "delay.defer_min", message: "must not exceed delay.defer_max"))
+        if config.deferMin > config.deferMax {
+            errors.append(ConfigurationError(key: "delay.defer_min", message: "must not exceed delay.defer_max (\(Int(config.deferMax)) s)"))
+        }
+        if config.deferMax > 30 * 86400 {
+            errors.append(ConfigurationError(key: "delay.defer_max", message: "must be at most 30 days"))
+        }
+        if value("delay", "batch_times")?.array?.isEmpty == true {
+            errors.append(ConfigurationError(key: "delay.batch_times", message: "needs at least one time"))
+        }
+        if config.poolInterval < 1 {
+            errors.append(ConfigurationError(key: "delay.pool_interval", message: "must be at least 1 s"))
+        }
+        if config.retryFirst < 1 {
+            errors.append(ConfigurationError(key: "queue.retry_first", message: "must be at least 1 s"))
+        }
+        if config.retryFirst > config.retryMax {
+            errors.append(ConfigurationError(key: "queue.retry_first", message: "must not exceed queue.retry_max"))
+        }
+        if config.retryFirst >= config.giveUpAfter {
+            errors.append(ConfigurationError(key: "queue.give_up_after", message: "must be longer than queue.retry_first, or no retry ever happens"))
+        }
+        if config.delayNoticeAfter >= config.giveUpAfter {
+            errors.append(ConfigurationError(key: "queue.delay_notice_after", message: "must be shorter than queue.give_up_after"))
+        }
+        if !(8...40).contains(config.hashcashBits) {
+            errors.append(ConfigurationError(key: "hashcash.bits", message: "must be between 8 and 40"))
+        }
+        if config.relayUsername != nil && config.relayPasswordFile == nil {
+            errors.append(ConfigurationError(key: "relay.password_file", message: "is needed when relay.username is set"))
+        }
+        if (config.relayUsername != nil || config.relayPasswordFile != nil) && config.relay == nil {
+            errors.append(ConfigurationError(key: "relay.address", message: "is needed when relay.username or relay.password_file is set"))
         }
         if let policy = string("scan", "on_unavailable"), !["tempfail", "accept"].contains(policy) {
             errors.append(ConfigurationError(key: "scan.on_unavailable", message: "expected tempfail or accept"))

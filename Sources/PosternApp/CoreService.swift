@@ -1,3 +1,4 @@
+import Delivery
 import Foundation
 import Logging
 import NIOCore
@@ -24,6 +25,7 @@ public final class CoreService: Service {
         let stores = try CoreStores(configuration: configuration, logger: logger)
         try? await stores.threading.removeExpired()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let runner = try makeQueueRunner(stores: stores, group: group)
         let smtp = SubmissionServer(
             configuration: SubmissionServerConfiguration(
                 host: configuration.smtpListen.host, port: configuration.smtpListen.port,
@@ -32,7 +34,7 @@ public final class CoreService: Service {
                 commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
                 dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)),
                 maxSessions: configuration.smtpMaxSessions),
-            backend: SubmissionService(stores: stores, logger: logger), group: group, logger: logger)
+            backend: SubmissionService(stores: stores, logger: logger, onQueued: { runner?.wake() }), group: group, logger: logger)
         let pop3 = POP3Server(
             configuration: POP3ServerConfiguration(host: configuration.pop3Listen.host, port: configuration.pop3Listen.port,
                                                    autologout: .nanoseconds(Int64(configuration.autologout * 1e9)),
@@ -45,8 +47,14 @@ public final class CoreService: Service {
             let pop3Address = try await pop3.start()
             announce("pop3 listening on \(Self.describe(pop3Address))")
             logger.info("postern serving", metadata: ["domain": "\(configuration.domain)"])
+            // The outbound queue runs beside the listeners; at shutdown it ends after the message
+            // in hand, whose outcome is recorded first (held and pooled mail stays queued).
+            let queueTask = Task { await runner?.run() }
             // OPS-4: run until SIGTERM/SIGINT, then stop accepting and let sessions end.
             try? await gracefulShutdown()
+            queueTask.cancel()
+            runner?.wake()
+            await queueTask.value
         } catch {
             logger.error("cannot start listeners", metadata: ["error": "\(error)"])
             await smtp.shutdown(gracePeriod: .zero)
@@ -62,6 +70,33 @@ public final class CoreService: Service {
         await stores.close()
         try? await group.shutdownGracefully()
         logger.info("stopped")
+    }
+
+    /// The queue runner for the configured relay; nil without one (no Internet recipient is then
+    /// accepted, and anything queued earlier waits).
+    private func makeQueueRunner(stores: CoreStores, group: any EventLoopGroup) throws -> QueueRunner? {
+        guard let relay = configuration.relay else {
+            if let waiting = try? stores.queue.nextDue(), waiting > 0 {
+                logger.warning("the outbound queue holds mail but no [relay] is configured: it waits")
+            }
+            return nil
+        }
+        var password: String?
+        if let file = configuration.relayPasswordFile {
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+                throw ConfigurationErrors(errors: [ConfigurationError(key: "relay.password_file", message: "cannot read \(file)")])
+            }
+            password = text.trimmingCharacters(in: .newlines)
+        }
+        let timeout = TimeAmount.nanoseconds(Int64(configuration.relayTimeout * 1e9))
+        let client = RelayClient(configuration: .init(host: relay.host, port: relay.port, helo: configuration.domain,
+                                                      username: configuration.relayUsername, password: password,
+                                                      connectTimeout: min(timeout, .seconds(30)), replyTimeout: timeout),
+                                 group: group)
+        return QueueRunner(queue: stores.queue, mail: stores.mail, relay: client,
+                           settings: .init(domain: configuration.domain, internetDomain: configuration.internetDomain,
+                                           schedule: stores.schedule, retry: stores.retry),
+                           clock: stores.clock, workers: stores.workers, logger: logger)
     }
 
     static func describe(_ address: SocketAddress) -> String {

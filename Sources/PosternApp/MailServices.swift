@@ -1,3 +1,4 @@
+import Delivery
 import Foundation
 import Logging
 import MailCore
@@ -17,12 +18,19 @@ public final class CoreStores: Sendable {
     public let mail: MailStore
     public let authenticator: Authenticator
     public let threading: ThreadingMap
+    /// Internet-bound mail waiting for release or retry (QUEUE-1).
+    public let queue: OutboundQueue
+    /// When Internet-bound mail is released (DELAY-1..4), from the configuration.
+    public let schedule: DelaySchedule
+    public let retry: RetrySchedule
+    public let clock: any DeliveryClock
     /// Threads for the protocols' store work (index reads, sanitising, file reads): an event loop
     /// hands a command's whole effect to one of them and gets the answer back, one hop each way.
     public let workers: NIOThreadPool
 
     /// `routingCacheLifetime`: seconds an account read for routing is reused (RecentAccounts).
-    public init(configuration: PosternConfiguration, logger: Logger, routingCacheLifetime: Double = 2) throws {
+    public init(configuration: PosternConfiguration, logger: Logger, routingCacheLifetime: Double = 2,
+                clock: any DeliveryClock = SystemClock()) throws {
         self.configuration = configuration
         folder = try DataFolder(path: configuration.dataDirectory)
         accounts = AccountStore(folder: folder,
@@ -30,6 +38,13 @@ public final class CoreStores: Sendable {
                                 quarantineDays: Int(configuration.nameQuarantine / 86400), recentLifetime: routingCacheLifetime)
         mail = try MailStore(folder: folder, logger: logger)
         threading = try ThreadingMap(folder: folder)
+        queue = OutboundQueue(folder: folder)
+        schedule = DelaySchedule(deferMin: Int64(configuration.deferMin), deferMax: Int64(configuration.deferMax),
+                                 batchTimes: configuration.batchTimes, poolInterval: Int64(configuration.poolInterval),
+                                 poolMin: configuration.poolMin, poolRate: configuration.poolRate)
+        retry = RetrySchedule(first: Int64(configuration.retryFirst), maximum: Int64(configuration.retryMax),
+                              giveUpAfter: Int64(configuration.giveUpAfter), delayNoticeAfter: Int64(configuration.delayNoticeAfter))
+        self.clock = clock
         authenticator = Authenticator(accounts: accounts,
                                       backoff: LoginBackoff(base: configuration.authPenaltyBase, maximum: configuration.authPenaltyMax),
                                       logger: logger)
@@ -44,6 +59,7 @@ public final class CoreStores: Sendable {
     }
 
     func quota(of account: Account) -> Int { account.quotaBytes ?? configuration.mailboxQuota }
+    func internetQuota(of account: Account) -> Int { account.internetQuota ?? configuration.internetRecipientsPerDay }
 
     /// The mailbox a local address delivers to: its account, or the operator's for postmaster@
     /// and abuse@ (ACCT-2); nil when there is none. From the recent accounts if there, else read
@@ -71,10 +87,13 @@ public final class CoreStores: Sendable {
 final class SubmissionService: SubmissionBackend {
     private let stores: CoreStores
     private let logger: Logger
+    /// Called once Internet-bound mail is queued (wakes the queue runner).
+    private let onQueued: @Sendable () -> Void
 
-    init(stores: CoreStores, logger: Logger) {
+    init(stores: CoreStores, logger: Logger, onQueued: @escaping @Sendable () -> Void = {}) {
         self.stores = stores
         self.logger = logger
+        self.onQueued = onQueued
     }
 
     func authenticate(username: String, password: String) async -> SMTPAuthOutcome {
@@ -97,26 +116,29 @@ final class SubmissionService: SubmissionBackend {
         }
     }
 
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?) async -> RecipientVerdict {
-        (try? await stores.workers.runIfActive { self.checkRecipientNow(recipient, declaredSize: declaredSize) }) ?? Self.localProblem
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
+        (try? await stores.workers.runIfActive {
+            self.checkRecipientNow(recipient, sender: sender, declaredSize: declaredSize, earlier: earlier)
+        }) ?? Self.localProblem
     }
 
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict> {
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress],
+                        on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict> {
         // An account read a moment ago answers on the loop itself: no thread switch at all.
         if recipient.domain == stores.configuration.domain, let account = stores.recentMailbox(for: recipient) {
             return loop.makeSucceededFuture(verdict(recipient, account: account, declaredSize: declaredSize))
         }
-        return stores.workers.runIfActive(eventLoop: loop) { self.checkRecipientNow(recipient, declaredSize: declaredSize) }
-            .recover { _ in Self.localProblem }
+        return stores.workers.runIfActive(eventLoop: loop) {
+            self.checkRecipientNow(recipient, sender: sender, declaredSize: declaredSize, earlier: earlier)
+        }.recover { _ in Self.localProblem }
     }
 
     private static let localProblem = RecipientVerdict.rejected(SMTPReply(451, "4.3.0", "Temporary local problem, try again later"))
 
     /// RCPT TO, on a worker thread.
-    private func checkRecipientNow(_ recipient: EmailAddress, declaredSize: Int?) -> RecipientVerdict {
-        // SMTP-4: only local recipients until an Internet gateway exists; never an open relay.
+    private func checkRecipientNow(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) -> RecipientVerdict {
         guard recipient.domain == stores.configuration.domain else {
-            return .rejected(SMTPReply(550, "5.7.1", "Relaying to <\(recipient)> denied: this server has no Internet gateway configured"))
+            return internetVerdict(recipient, sender: sender, earlier: earlier)
         }
         do {
             return verdict(recipient, account: try stores.mailbox(for: recipient), declaredSize: declaredSize)
@@ -124,6 +146,45 @@ final class SubmissionService: SubmissionBackend {
             logger.error("recipient lookup failed", metadata: ["error": "\(type(of: error))"])
             return Self.localProblem
         }
+    }
+
+    /// SMTP-4 for an address outside the mail domain: only through a configured gateway (never an
+    /// open relay: the sender is always an authenticated account), and within the sender's
+    /// Internet recipient quota (QUOTA-1), counting the transaction's earlier Internet recipients.
+    private func internetVerdict(_ recipient: EmailAddress, sender: EmailAddress, earlier: [EmailAddress]) -> RecipientVerdict {
+        if let refusal = Self.routeRefusal(recipient, configuration: stores.configuration) { return .rejected(refusal) }
+        do {
+            guard let account = try stores.mailbox(for: sender) else { return Self.localProblem }
+            let quota = stores.internetQuota(of: account)
+            let allowance = try stores.queue.allowance(accountID: account.id, quota: quota, now: stores.clock.now())
+            let pending = earlier.filter { $0.domain != stores.configuration.domain }.count
+            guard allowance.remaining > pending else {
+                let frees = allowance.freesAt.map { "; the next one frees up at \(RFC5322Date.format(secondsSince1970: $0, roundedToMinute: false))" } ?? ""
+                return .rejected(SMTPReply(450, "4.7.1", "Internet recipient quota used up: \(quota) per 24 hours\(frees). A hashcash stamp in an X-Hashcash header adds \(stores.configuration.hashcashRecipients) (postern hashcash mint \(sender))"))
+            }
+            return .accepted
+        } catch {
+            logger.error("internet quota lookup failed", metadata: ["error": "\(type(of: error))"])
+            return Self.localProblem
+        }
+    }
+
+    /// Why mail to `recipient` outside the mail domain cannot be sent at all, or nil.
+    static func routeRefusal(_ recipient: EmailAddress, configuration: PosternConfiguration) -> SMTPReply? {
+        guard configuration.relay != nil else {
+            return SMTPReply(550, "5.7.1", "Relaying to <\(recipient)> denied: this server has no Internet gateway configured")
+        }
+        let domain = recipient.domain.lowercased()
+        if domain == configuration.internetDomain {
+            return SMTPReply(550, "5.7.1", "<\(recipient)> is the Internet name of a mailbox here: write to \(recipient.localPart)@\(configuration.domain)")
+        }
+        if domain.hasPrefix("[") {
+            return SMTPReply(550, "5.1.2", "Address literals are not accepted: <\(recipient)>")
+        }
+        if domain.hasSuffix(".i2p") || !domain.contains(".") {
+            return SMTPReply(550, "5.1.2", "No route to <\(recipient)>: only \(configuration.domain) and Internet domains are reachable")
+        }
+        return nil
     }
 
     private func verdict(_ recipient: EmailAddress, account: Account?, declaredSize: Int?) -> RecipientVerdict {
@@ -149,11 +210,12 @@ final class SubmissionService: SubmissionBackend {
         // message needs no read at all: it is prepared here (tens of microseconds of CPU, no
         // system call that can block) and goes straight to the committer. Anything else, one hop,
         // taking along the ids already parsed.
-        var ids: MessageIDs?
+        var ids: ClientHeader?
+        let domain = stores.configuration.domain
         if message.readableBytes <= Self.preparedOnTheLoopUpTo {
-            let parsed = SubmissionPreparation.messageIDs(of: message)
+            let parsed = SubmissionPreparation.clientHeader(of: message)
             ids = parsed
-            if parsed.references.isEmpty,
+            if parsed.references.isEmpty, parsed.stamps.isEmpty, envelope.recipients.allSatisfy({ $0.domain == domain }),
                (try? deliverNow(envelope, message: message, ids: parsed, lookup: .recentOnly, completion: { promise.succeed($0) })) != nil {
                 return promise.futureResult
             }
@@ -165,7 +227,7 @@ final class SubmissionService: SubmissionBackend {
     private static let preparedOnTheLoopUpTo = 32 * 1024
     private static let notStored = DeliveryOutcome.rejected(SMTPReply(451, "4.3.0", "Temporary local problem: message not stored, try again later"))
 
-    typealias MessageIDs = (own: String?, references: [String])
+    typealias ClientHeader = SubmissionPreparation.ClientHeader
 
     /// How `deliverNow` finds accounts: from the recent ones or the database (a worker thread),
     /// or from the recent ones only (an event loop), giving up with `NeedsRead` on a miss.
@@ -173,12 +235,12 @@ final class SubmissionService: SubmissionBackend {
     private struct NeedsRead: Error {}
 
     /// End of DATA on a worker thread (`ids`: the client's Message-IDs, if parsed already).
-    private func deliverOnWorker(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: MessageIDs?,
+    private func deliverOnWorker(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: ClientHeader?,
                                  completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
         stores.workers.submit { state in
             guard case .active = state else { return completion(Self.notStored) }
             do {
-                try self.deliverNow(envelope, message: message, ids: ids ?? SubmissionPreparation.messageIDs(of: message),
+                try self.deliverNow(envelope, message: message, ids: ids ?? SubmissionPreparation.clientHeader(of: message),
                                     lookup: .readIfNeeded, completion: completion)
             } catch {
                 self.logger.error("delivery failed", metadata: ["error": "\(error)"])
@@ -190,7 +252,7 @@ final class SubmissionService: SubmissionBackend {
     /// Resolves the mailboxes, applies the submission policy and hands the result to the
     /// committer, which calls `completion` once it is durable (SMTP-7). With `.recentOnly` it
     /// throws `NeedsRead` before doing anything, if it would have to read.
-    private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: MessageIDs, lookup: Lookup,
+    private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: ClientHeader, lookup: Lookup,
                             completion: @escaping @Sendable (DeliveryOutcome) -> Void) throws {
         let domain = stores.configuration.domain
         let mailbox: (EmailAddress) throws -> Account? = { [stores] address in
@@ -203,7 +265,8 @@ final class SubmissionService: SubmissionBackend {
         }
         do {
             var targets: [MailboxTarget] = []
-            for recipient in envelope.recipients {
+            let internet = envelope.recipients.filter { $0.domain != domain }
+            for recipient in envelope.recipients where recipient.domain == domain {
                 guard let account = try mailbox(recipient) else {
                     return completion(.rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>")))
                 }
@@ -220,9 +283,32 @@ final class SubmissionService: SubmissionBackend {
                 replacements = try stores.threading.replacements(for: ids.references, accountID: senderAccount.id)
             }
             var random = SystemRandomNumberGenerator()
+            let now = stores.clock.now()
+            // QUOTA-2: stamps are checked here, spent in the commit (once, ever).
+            var credits: [HashcashCredit] = []
+            for text in ids.stamps {
+                guard let senderAccount else { return completion(Self.notStored) }
+                do {
+                    credits.append(try Self.credit(for: text, account: senderAccount, configuration: stores.configuration, now: now))
+                } catch {
+                    return completion(.rejected(SMTPReply(550, "5.7.1", "X-Hashcash: \(error)")))
+                }
+            }
+            // QUEUE-1, DELAY-1: the Internet recipients are queued with their release time.
+            var outbound: OutboundEntry?
+            if !internet.isEmpty {
+                if let refusal = internet.lazy.compactMap({ Self.routeRefusal($0, configuration: self.stores.configuration) }).first {
+                    return completion(.rejected(refusal))
+                }
+                guard let senderAccount else { return completion(Self.notStored) }
+                let release = stores.schedule.release(mode: senderAccount.delayMode, now: now, random: &random)
+                var releaseAt: Int64?
+                if case .at(let time) = release { releaseAt = time }
+                outbound = OutboundEntry(accountID: senderAccount.id, recipients: internet.map(\.description), releaseAt: releaseAt,
+                                         now: now, quota: stores.internetQuota(of: senderAccount))
+            }
             let messageID = MessageSanitiser.newMessageID(domain: domain, random: &random)
-            let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: domain,
-                                                         now: Int64(Date().timeIntervalSince1970),
+            let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: domain, now: now,
                                                          messageID: messageID, referenceReplacements: replacements)
             let threadingRow = try senderAccount.flatMap { account in
                 try ids.own.map { try stores.threading.row(original: $0, replacement: messageID, accountID: account.id) }
@@ -231,11 +317,20 @@ final class SubmissionService: SubmissionBackend {
             let mailboxes = targets.count
             // On a worker the files are written here, in parallel with other deliveries; on
             // the loop (small messages only) the committer writes them.
-            stores.mail.deliver(prepared, to: targets, threading: threadingRow, writingFilesHere: lookup == .readIfNeeded) { result in
+            let onQueued = outbound == nil ? nil : self.onQueued
+            let hashcashRecipients = stores.configuration.hashcashRecipients
+            stores.mail.deliver(prepared, to: targets, threading: threadingRow, outbound: outbound, credits: credits,
+                                writingFilesHere: lookup == .readIfNeeded) { result in
                 switch result {
                 case .success:
-                    logger.debug("message stored", metadata: ["recipients": "\(mailboxes)"])
+                    logger.debug("message stored", metadata: ["mailboxes": "\(mailboxes)", "queued": "\(internet.count)"])
+                    onQueued?()
                     completion(.accepted)
+                case .failure(DeliveryFailure.internetQuota(let freesAt)):
+                    let frees = freesAt.map { "; the next one frees up at \(RFC5322Date.format(secondsSince1970: $0, roundedToMinute: false))" } ?? ""
+                    completion(.rejected(SMTPReply(450, "4.7.1", "Internet recipient quota used up\(frees). A hashcash stamp adds \(hashcashRecipients)")))
+                case .failure(DeliveryFailure.stampSpent):
+                    completion(.rejected(SMTPReply(550, "5.7.1", "X-Hashcash: this stamp was already used; mint a new one")))
                 case .failure(DeliveryFailure.mailboxFull(let name)):
                     completion(.rejected(SMTPReply(552, "5.2.2", "Mailbox full: <\(name)@\(domain)> has no room for this message")))
                 case .failure(DeliveryFailure.mailboxGone(let name)):
@@ -246,6 +341,19 @@ final class SubmissionService: SubmissionBackend {
                 }
             }
         }
+    }
+}
+
+extension SubmissionService {
+    /// A stamp from an X-Hashcash header, checked (QUOTA-2): version 1, for the account's address
+    /// (at the mail domain or the Internet domain), enough bits, not expired.
+    static func credit(for text: String, account: Account, configuration: PosternConfiguration, now: Int64) throws -> HashcashCredit {
+        let stamp = try HashcashStamp.parse(text)
+        let internetForm = "\(account.name)@\(configuration.internetDomain)"
+        let resource = stamp.resource.lowercased() == internetForm ? internetForm : "\(account.name)@\(configuration.domain)"
+        try stamp.verify(resource: resource, requiredBits: configuration.hashcashBits, now: now)
+        return HashcashCredit(accountID: account.id, spentKey: stamp.spentKey,
+                              expires: (stamp.time ?? now) + HashcashStamp.validity, recipients: configuration.hashcashRecipients)
     }
 }
 
@@ -271,13 +379,22 @@ enum SubmissionPreparation {
 }
 
 extension SubmissionPreparation {
-    /// The client's own Message-ID and the ids it refers to (In-Reply-To, References).
-    static func messageIDs(of message: ByteBuffer) -> (own: String?, references: [String]) {
+    /// What the submission path reads from the client's header before sanitising drops it.
+    struct ClientHeader: Sendable {
+        /// The client's own Message-ID and the ids it refers to (In-Reply-To, References).
+        var own: String?
+        var references: [String]
+        /// X-Hashcash stamps (QUOTA-2); the field never leaves the server (PRIV-1 drops X-*).
+        var stamps: [String]
+    }
+
+    static func clientHeader(of message: ByteBuffer) -> ClientHeader {
         let header = HeaderSection.parse(message.readableBytesView)
         let own = header.fields(named: "Message-ID").first.flatMap { MessageSanitiser.messageIDs(in: $0.value).first }
         let references = (header.fields(named: "In-Reply-To") + header.fields(named: "References"))
             .flatMap { MessageSanitiser.messageIDs(in: $0.value) }
-        return (own, Array(Set(references)))
+        let stamps = header.fields(named: "X-Hashcash").map(\.value).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        return ClientHeader(own: own, references: Array(Set(references)), stamps: stamps)
     }
 }
 

@@ -7,8 +7,9 @@ public protocol SubmissionBackend: Sendable {
     /// Verifies a login (SMTP-6: the per-account back-off may make this take seconds).
     func authenticate(username: String, password: String) async -> SMTPAuthOutcome
     /// Decides whether `recipient` may receive mail from `sender` (SMTP-4). `declaredSize` is the
-    /// MAIL FROM SIZE parameter, if any, for the quota check (MBOX-2).
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?) async -> RecipientVerdict
+    /// MAIL FROM SIZE parameter, if any, for the quota check (MBOX-2); `earlier` the recipients
+    /// the transaction accepted before this one (for the Internet recipient quota, QUOTA-1).
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict
     /// Makes the message durable for every recipient. Returns only once it is on disk (SMTP-7).
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome
 
@@ -16,7 +17,8 @@ public protocol SubmissionBackend: Sendable {
     // a backend that can answer with a single hop to its own threads (PosternApp's) implements
     // these, which saves the task's and the store's thread switches on every command.
     func authenticate(username: String, password: String, on loop: any EventLoop) -> EventLoopFuture<SMTPAuthOutcome>
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict>
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress],
+                        on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict>
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<DeliveryOutcome>
 }
 
@@ -25,8 +27,18 @@ extension SubmissionBackend {
         loop.makeFutureWithTask { await self.authenticate(username: username, password: password) }
     }
 
+    public func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress],
+                               on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict> {
+        loop.makeFutureWithTask { await self.checkRecipient(recipient, sender: sender, declaredSize: declaredSize, earlier: earlier) }
+    }
+
+    /// The first recipient of a transaction.
+    public func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?) async -> RecipientVerdict {
+        await checkRecipient(recipient, sender: sender, declaredSize: declaredSize, earlier: [])
+    }
+
     public func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict> {
-        loop.makeFutureWithTask { await self.checkRecipient(recipient, sender: sender, declaredSize: declaredSize) }
+        checkRecipient(recipient, sender: sender, declaredSize: declaredSize, earlier: [], on: loop)
     }
 
     public func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<DeliveryOutcome> {

@@ -225,8 +225,9 @@ final class SubmissionHandler: ChannelDuplexHandler {
                 runEffect(context: context, backend.authenticate(username: username, password: password, on: context.eventLoop)) {
                     $0.authenticated($1)
                 }
-            case .checkRecipient(let recipient, let sender, let size):
-                runEffect(context: context, backend.checkRecipient(recipient, sender: sender, declaredSize: size, on: context.eventLoop)) {
+            case .checkRecipient(let recipient, let sender, let size, let earlier):
+                runEffect(context: context, backend.checkRecipient(recipient, sender: sender, declaredSize: size, earlier: earlier,
+                                                                   on: context.eventLoop)) {
                     $0.recipientChecked($1)
                 }
             case .deliver(let envelope, let message):

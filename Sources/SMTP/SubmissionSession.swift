@@ -33,7 +33,8 @@ public struct SubmissionSession: Sendable {
     public enum Action: Sendable, Equatable {
         case reply(SMTPReply)
         case authenticate(username: String, password: String)
-        case checkRecipient(EmailAddress, sender: EmailAddress, declaredSize: Int?)
+        /// `earlier`: the recipients this transaction already accepted (the Internet quota counts them).
+        case checkRecipient(EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress])
         case deliver(SubmissionEnvelope, ByteBuffer)
         /// Close the connection after the replies before it are written.
         case close
@@ -426,7 +427,8 @@ public struct SubmissionSession: Sendable {
             return [.reply(SMTPReply(452, "4.5.3", "Too many recipients: at most \(configuration.maxRecipients) per message"))]
         }
         pending = .recipient(recipient)
-        return [.checkRecipient(recipient, sender: transaction.sender, declaredSize: transaction.declaredSize)]
+        return [.checkRecipient(recipient, sender: transaction.sender, declaredSize: transaction.declaredSize,
+                                earlier: transaction.recipients)]
     }
 
     private mutating func data() -> [Action] {

@@ -21,6 +21,8 @@ public struct Account: Sendable, Equatable {
     public var htmlSanitise: Bool
     /// nil: the configured default (QUOTA-1).
     public var internetQuota: Int?
+    /// Internet recipients paid for with hashcash stamps, not used yet (QUOTA-2).
+    public var internetCredit: Int
 
     init(row: Row) {
         id = row["id"]
@@ -33,6 +35,7 @@ public struct Account: Sendable, Equatable {
         keyListing = row["key_listing"]
         htmlSanitise = row["html_sanitise"]
         internetQuota = row["internet_quota"]
+        internetCredit = row["internet_credit"] ?? 0
     }
 }
 
@@ -256,18 +259,23 @@ public final class AccountStore: Sendable {
     @discardableResult
     public func delete(_ input: String) throws -> Int {
         let account = try require(input)
-        let uids: [String] = try folder.database.write { db in
+        let uids: ([String], [String]) = try folder.database.write { db in
             let uids = try String.fetchAll(db, sql: "SELECT uid FROM message WHERE account_id = ?", arguments: [account.id])
+            let queued = try String.fetchAll(db, sql: "SELECT uid FROM outbound WHERE account_id = ?", arguments: [account.id])
             try db.execute(sql: "DELETE FROM message WHERE account_id = ?", arguments: [account.id])
             try db.execute(sql: "DELETE FROM account WHERE id = ?", arguments: [account.id])
             try db.execute(sql: "INSERT OR REPLACE INTO quarantine (name, until_day) VALUES (?, ?)",
                            arguments: [account.name, Self.today() + quarantineDays])
-            return uids
+            return (uids, queued)
         }
         generation.bump()
-        for uid in uids {
+        for uid in uids.0 {
             unlink(folder.messagesDirectory.appendingPathComponent(uid).path)
         }
-        return uids.count
+        // Its queued Internet mail goes too (the rows went with the account).
+        for uid in uids.1 {
+            unlink(folder.queueDirectory.appendingPathComponent(uid).path)
+        }
+        return uids.0.count
     }
 }

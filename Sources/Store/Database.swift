@@ -7,13 +7,18 @@ import GRDB
 public final class DataFolder: Sendable {
     public let root: URL
     public let messagesDirectory: URL
+    /// Internet-bound messages waiting in the outbound queue (QUEUE-1): one file per message.
+    public let queueDirectory: URL
     public let database: DatabasePool
 
     public init(path: String) throws {
         root = URL(fileURLWithPath: path, isDirectory: true)
         messagesDirectory = root.appendingPathComponent("messages", isDirectory: true)
-        try FileManager.default.createDirectory(at: messagesDirectory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        queueDirectory = root.appendingPathComponent("queue", isDirectory: true)
+        for directory in [messagesDirectory, queueDirectory] {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        }
         chmod(root.path, 0o700)
         var configuration = Configuration()
         configuration.busyMode = .timeout(15)
@@ -69,6 +74,47 @@ public final class DataFolder: Sendable {
                     sealed BLOB NOT NULL,
                     expires_day INTEGER NOT NULL
                 );
+                """)
+        }
+        migrator.registerMigration("v3-outbound") { db in
+            // The outbound queue (QUEUE-1, DELAY-3): a message file in queue/ and one row per
+            // Internet recipient. release_at NULL: held in the pool mix (DELAY-4). Statuses are
+            // codes only (`4.4.1`), never a relay's text.
+            // internet_send: one row per Internet recipient that counted against the quota in
+            // the last 24 hours (QUOTA-1), purged once older; internet_credit: recipients earned
+            // with hashcash stamps (QUOTA-2); hashcash_spent: SHA-1 of each spent stamp, kept
+            // until the stamp would have expired anyway, linked to no account.
+            try db.execute(sql: """
+                CREATE TABLE outbound (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                    uid TEXT NOT NULL UNIQUE,
+                    size INTEGER NOT NULL,
+                    release_at INTEGER
+                );
+                CREATE INDEX outbound_pool ON outbound(release_at);
+                CREATE TABLE outbound_recipient (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    outbound_id INTEGER NOT NULL REFERENCES outbound(id) ON DELETE CASCADE,
+                    address TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt INTEGER,
+                    last_code INTEGER,
+                    last_status TEXT,
+                    notified INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX outbound_recipient_due ON outbound_recipient(next_attempt);
+                CREATE INDEX outbound_recipient_message ON outbound_recipient(outbound_id);
+                CREATE TABLE internet_send (
+                    account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,
+                    at INTEGER NOT NULL
+                );
+                CREATE INDEX internet_send_by_account ON internet_send(account_id, at);
+                CREATE TABLE hashcash_spent (
+                    key TEXT PRIMARY KEY,
+                    expires INTEGER NOT NULL
+                );
+                ALTER TABLE account ADD COLUMN internet_credit INTEGER NOT NULL DEFAULT 0;
                 """)
         }
         return migrator

@@ -28,6 +28,48 @@ public enum DeliveryFailure: Error, Equatable, Sendable {
     case mailboxGone(accountName: String)
     /// The disk or database failed; nothing was stored.
     case storage(String)
+    /// The sender's Internet recipient quota (QUOTA-1) is used up; the oldest counted send
+    /// leaves the 24-hour window at `freesAt` (nil: the quota is 0).
+    case internetQuota(freesAt: Int64?)
+    /// A hashcash stamp of this message was spent before (QUOTA-2).
+    case stampSpent
+}
+
+/// The Internet recipients of a message, for the outbound queue (QUEUE-1), stored in the same
+/// transaction as its local copies.
+public struct OutboundEntry: Sendable, Equatable {
+    public var accountID: Int64
+    public var recipients: [String]
+    /// When the queue runner may relay it; nil: held in the pool mix (DELAY-4).
+    public var releaseAt: Int64?
+    /// The submission time: the quota's 24-hour window is counted back from it.
+    public var now: Int64
+    /// Internet recipients this account may send to in 24 hours (QUOTA-1).
+    public var quota: Int
+
+    public init(accountID: Int64, recipients: [String], releaseAt: Int64?, now: Int64, quota: Int) {
+        self.accountID = accountID
+        self.recipients = recipients
+        self.releaseAt = releaseAt
+        self.now = now
+        self.quota = quota
+    }
+}
+
+/// A verified hashcash stamp carried by a message (QUOTA-2): spent in the message's transaction,
+/// adding `recipients` to the sender's Internet credit, refused if spent before.
+public struct HashcashCredit: Sendable, Equatable {
+    public var accountID: Int64
+    public var spentKey: String
+    public var expires: Int64
+    public var recipients: Int
+
+    public init(accountID: Int64, spentKey: String, expires: Int64, recipients: Int) {
+        self.accountID = accountID
+        self.spentKey = spentKey
+        self.expires = expires
+        self.recipients = recipients
+    }
 }
 
 /// One recipient mailbox for a delivery: the account and its effective quota.
@@ -75,9 +117,10 @@ public final class MailStore: Sendable {
 
     /// Stores `message` in each target mailbox, and `threading` (if any) in the same transaction.
     /// Throws `DeliveryFailure`.
-    public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget], threading: ThreadingRow? = nil) async throws {
+    public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget], threading: ThreadingRow? = nil,
+                        outbound: OutboundEntry? = nil, credits: [HashcashCredit] = []) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            deliver(message, to: targets, threading: threading) { continuation.resume(with: $0) }
+            deliver(message, to: targets, threading: threading, outbound: outbound, credits: credits) { continuation.resume(with: $0) }
         }
     }
 
@@ -89,7 +132,11 @@ public final class MailStore: Sendable {
     /// message files itself before queueing, so the committer's single thread only syncs and
     /// commits. Worth it for large messages, whose copy into the page cache would otherwise
     /// serialise every delivery behind it.
+    ///
+    /// `outbound`: the message's Internet recipients, queued in the same transaction (QUEUE-1),
+    /// their quota checked inside it (QUOTA-1); `credits`: hashcash stamps it spends (QUOTA-2).
     public func deliver(_ message: ByteBuffer, to targets: [MailboxTarget], threading: ThreadingRow? = nil,
+                        outbound: OutboundEntry? = nil, credits: [HashcashCredit] = [],
                         writingFilesHere: Bool = false,
                         completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
         var files: [GroupCommitter.MessageFile]?
@@ -99,7 +146,8 @@ public final class MailStore: Sendable {
             case .failure(let failure): return completion(.failure(failure))
             }
         }
-        committer.submit(message: message, targets: targets, threading: threading, files: files) { [self] result in
+        committer.submit(message: message, targets: targets, threading: threading, outbound: outbound, credits: credits,
+                         files: files) { [self] result in
             switch result {
             case .success(let events):
                 publish(events)
@@ -194,12 +242,14 @@ public final class MailStore: Sendable {
     /// Message files with no index row are leftovers of a crash before their commit: the client
     /// never got a 250 for them. Remove them.
     private func removeOrphans() throws {
-        let known = Set(try folder.database.read { db in try String.fetchAll(db, sql: "SELECT uid FROM message") })
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.messagesDirectory.path)) ?? []
         var removed = 0
-        for name in names where !known.contains(name) && GroupCommitter.isWellFormedUID(name) {
-            unlink(folder.messagesDirectory.appendingPathComponent(name).path)
-            removed += 1
+        for (table, directory) in [("message", folder.messagesDirectory), ("outbound", folder.queueDirectory)] {
+            let known = Set(try folder.database.read { db in try String.fetchAll(db, sql: "SELECT uid FROM \(table)") })
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+            for name in names where !known.contains(name) && GroupCommitter.isWellFormedUID(name) {
+                unlink(directory.appendingPathComponent(name).path)
+                removed += 1
+            }
         }
         if removed > 0 { logger.info("removed unacknowledged message files left by a crash", metadata: ["count": "\(removed)"]) }
     }
@@ -232,6 +282,8 @@ final class GroupCommitter: Sendable {
         var message: ByteBuffer
         var targets: [MailboxTarget]
         var threading: ThreadingRow?
+        var outbound: OutboundEntry?
+        var credits: [HashcashCredit]
         /// Files the submitter wrote already (open, not yet synced); nil: the committer writes them.
         var files: [MessageFile]?
         var completion: @Sendable (Result<[NewMailEvent], DeliveryFailure>) -> Void
@@ -314,11 +366,13 @@ final class GroupCommitter: Sendable {
     }
 
     /// Queues a delivery; `completion` runs on the committer thread once it is durable or failed.
-    func submit(message: ByteBuffer, targets: [MailboxTarget], threading: ThreadingRow?, files: [MessageFile]? = nil,
+    func submit(message: ByteBuffer, targets: [MailboxTarget], threading: ThreadingRow?,
+                outbound: OutboundEntry? = nil, credits: [HashcashCredit] = [], files: [MessageFile]? = nil,
                 completion: @escaping @Sendable (Result<[NewMailEvent], DeliveryFailure>) -> Void) {
         let accepted = queue.withLockedValue { queue -> Bool in
             guard !queue.stopped else { return false }
-            queue.jobs.append(Job(message: message, targets: targets, threading: threading, files: files, completion: completion))
+            queue.jobs.append(Job(message: message, targets: targets, threading: threading, outbound: outbound, credits: credits,
+                                  files: files, completion: completion))
             return true
         }
         guard accepted else {
@@ -368,12 +422,22 @@ final class GroupCommitter: Sendable {
                 failures[index] = failure
             }
         }
-        // 2. fsync every file and the directory (its new entries) at once: see ParallelSync.
-        let descriptors = written.flatMap { $0.map(\.fd) }
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        let synced = directoryFD >= 0 && syncer.syncAll(descriptors + [directoryFD])
+        // 1b. The outbound copy of each message with Internet recipients: one file in queue/.
+        let queueDirectory = folder.queueDirectory.path
+        var queued: [Int: (uid: String, fd: Int32)] = [:]
+        for (index, job) in jobs.enumerated() where job.outbound != nil && failures[index] == nil {
+            let uid = Self.newUID()
+            let fd = open("\(queueDirectory)/\(uid)", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd >= 0 { queued[index] = (uid, fd) }
+            if fd < 0 || !Self.writeAll(fd, job.message) { failures[index] = .storage("cannot write queue file (errno \(errno))") }
+        }
+        // 2. fsync every file and the directories (their new entries) at once: see ParallelSync.
+        let descriptors = written.flatMap { $0.map(\.fd) } + queued.values.map(\.fd)
+        var directoryFDs = [open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)]
+        if !queued.isEmpty { directoryFDs.append(open(queueDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) }
+        let synced = directoryFDs.allSatisfy { $0 >= 0 } && syncer.syncAll(descriptors + directoryFDs)
         for fd in descriptors { close(fd) }
-        if directoryFD >= 0 { close(directoryFD) }
+        for fd in directoryFDs where fd >= 0 { close(fd) }
         if !synced {
             for index in jobs.indices where failures[index] == nil { failures[index] = .storage("fsync failed") }
         }
@@ -397,6 +461,12 @@ final class GroupCommitter: Sendable {
                         try db.cachedStatement(sql: "UPDATE account SET used_bytes = used_bytes + ? WHERE id = ?")
                             .execute(arguments: [size, item.target.accountID])
                     }
+                    if refusal == nil {
+                        refusal = try Self.spend(jobs[index].credits, in: db)
+                    }
+                    if refusal == nil, let outbound = jobs[index].outbound, let file = queued[index] {
+                        refusal = try Self.enqueue(outbound, uid: file.uid, size: size, in: db)
+                    }
                     if let refusal {
                         try db.execute(sql: "ROLLBACK TO \(savepoint)")
                         try db.execute(sql: "RELEASE \(savepoint)")
@@ -418,11 +488,53 @@ final class GroupCommitter: Sendable {
         for (index, job) in jobs.enumerated() {
             if let failure = failures[index] {
                 for item in written[index] { unlink("\(directory)/\(item.uid)") }
+                if let file = queued[index] { unlink("\(queueDirectory)/\(file.uid)") }
                 job.completion(.failure(failure))
             } else {
                 job.completion(.success(events[index]))
             }
         }
+    }
+
+    /// Spends hashcash stamps: each adds to its account's Internet credit, once (QUOTA-2).
+    static func spend(_ credits: [HashcashCredit], in db: Database) throws -> DeliveryFailure? {
+        for credit in credits {
+            let spent = try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM hashcash_spent WHERE key = ?"),
+                                          arguments: [credit.spentKey]) ?? false
+            if spent { return .stampSpent }
+            try db.cachedStatement(sql: "INSERT INTO hashcash_spent (key, expires) VALUES (?, ?)")
+                .execute(arguments: [credit.spentKey, credit.expires])
+            try db.cachedStatement(sql: "UPDATE account SET internet_credit = internet_credit + ? WHERE id = ?")
+                .execute(arguments: [credit.recipients, credit.accountID])
+        }
+        return nil
+    }
+
+    /// Queues the Internet recipients of a message, each counted against the 24-hour quota or,
+    /// past it, paid from the hashcash credit (QUOTA-1/2). Refuses the whole message when neither
+    /// covers them: concurrent sessions may each have passed the RCPT check.
+    static func enqueue(_ entry: OutboundEntry, uid: String, size: Int, in db: Database) throws -> DeliveryFailure? {
+        var allowance = try InternetAllowance.read(accountID: entry.accountID, quota: entry.quota, now: entry.now, in: db)
+        var counted = 0
+        for _ in entry.recipients {
+            switch allowance.take() {
+            case .counted: counted += 1
+            case .paid: break
+            case .none: return .internetQuota(freesAt: allowance.freesAt)
+            }
+        }
+        for _ in 0..<counted {
+            try db.cachedStatement(sql: "INSERT INTO internet_send (account_id, at) VALUES (?, ?)").execute(arguments: [entry.accountID, entry.now])
+        }
+        try db.cachedStatement(sql: "UPDATE account SET internet_credit = ? WHERE id = ?").execute(arguments: [allowance.credit, entry.accountID])
+        try db.cachedStatement(sql: "INSERT INTO outbound (account_id, uid, size, release_at) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [entry.accountID, uid, size, entry.releaseAt])
+        let outboundID = db.lastInsertedRowID
+        for recipient in entry.recipients {
+            try db.cachedStatement(sql: "INSERT INTO outbound_recipient (outbound_id, address, next_attempt) VALUES (?, ?, ?)")
+                .execute(arguments: [outboundID, recipient, entry.releaseAt])
+        }
+        return nil
     }
 
     /// 128 random bits in hex: unique, never reused, reveals no time or order (MBOX-3).

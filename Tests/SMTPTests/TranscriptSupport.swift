@@ -17,7 +17,7 @@ final class FakeSubmissionBackend: SubmissionBackend {
         return .success(EmailAddress(localPart: name, domain: "mail.i2p"))
     }
 
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?) async -> RecipientVerdict {
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
         guard recipient.domain == "mail.i2p" else {
             return .rejected(SMTPReply(550, "5.7.1", "Relaying denied"))
         }
@@ -76,8 +76,8 @@ struct TranscriptDriver {
                 case .close: closed = true
                 case .authenticate(let user, let password):
                     actions += session.authenticated(await backend.authenticate(username: user, password: password))
-                case .checkRecipient(let recipient, let sender, let size):
-                    actions += session.recipientChecked(await backend.checkRecipient(recipient, sender: sender, declaredSize: size))
+                case .checkRecipient(let recipient, let sender, let size, let earlier):
+                    actions += session.recipientChecked(await backend.checkRecipient(recipient, sender: sender, declaredSize: size, earlier: earlier))
                 case .deliver(let envelope, let message):
                     actions += session.delivered(await backend.deliver(envelope, message: message))
                 }

@@ -1,0 +1,112 @@
+import Store
+
+/// When Internet-bound mail leaves the core (DELAY-1..4). Pure: the time and the random source
+/// are arguments, so tests fix them and check the distributions.
+public struct DelaySchedule: Sendable, Equatable {
+    /// When a message is released: at a time, or when the pool mix picks it.
+    public enum Release: Sendable, Equatable {
+        case at(Int64)
+        case pool
+    }
+
+    /// `defer`: uniform between these, seconds (postman: 2000–4000).
+    public var deferMin: Int64
+    public var deferMax: Int64
+    /// `batch`: release times, minutes after 00:00 UTC (postman: 00:00 and 12:00).
+    public var batchTimes: [Int]
+    /// `pool`: every `poolInterval` seconds, when more than `poolMin` messages are held, a random
+    /// `poolRate` share of them is sent, never bringing the pool below `poolMin`.
+    public var poolInterval: Int64
+    public var poolMin: Int
+    public var poolRate: Double
+
+    public init(deferMin: Int64 = 2000, deferMax: Int64 = 4000, batchTimes: [Int] = [0, 720],
+                poolInterval: Int64 = 1800, poolMin: Int = 5, poolRate: Double = 0.6) {
+        precondition(deferMin <= deferMax && !batchTimes.isEmpty && poolMin >= 0 && poolRate > 0 && poolRate <= 1)
+        self.deferMin = deferMin
+        self.deferMax = deferMax
+        self.batchTimes = batchTimes.sorted()
+        self.poolInterval = poolInterval
+        self.poolMin = poolMin
+        self.poolRate = poolRate
+    }
+
+    /// The release of a message submitted at `now` (seconds since 1970) by an account in `mode`.
+    public func release<R: RandomNumberGenerator>(mode: DelayMode, now: Int64, random: inout R) -> Release {
+        switch mode {
+        case .none: return .at(now)
+        case .defer: return .at(now + Int64.random(in: deferMin...deferMax, using: &random))
+        case .batch: return .at(nextBatch(after: now))
+        case .pool: return .pool
+        }
+    }
+
+    /// The first batch time strictly after `now`: mail submitted exactly at 12:00:00 waits for
+    /// the next batch, so no message leaves in the same second it arrived.
+    public func nextBatch(after now: Int64) -> Int64 {
+        let day = now - ((now % 86400) + 86400) % 86400
+        for offset in [0, 86400] as [Int64] {
+            for minute in batchTimes {
+                let time = day + offset + Int64(minute) * 60
+                if time > now { return time }
+            }
+        }
+        return day + 2 * 86400 + Int64(batchTimes[0]) * 60  // unreachable with a valid table
+    }
+
+    /// How many of `held` pooled messages one pool round sends: none unless more than `poolMin`
+    /// are held; else `poolRate` of them (at least one), but never so many that fewer than
+    /// `poolMin` remain. The pool keeps its minimum across restarts (it is on disk) and at
+    /// shutdown: pooled mail leaves only by a pool round, an operator's `postern queue flush`,
+    /// or the sender's account being deleted.
+    public func poolRoundCount(held: Int) -> Int {
+        guard held > poolMin else { return 0 }
+        let share = max(1, Int((Double(held) * poolRate).rounded(.down)))
+        return min(share, held - poolMin)
+    }
+
+    /// The members of `held` that one pool round sends, chosen uniformly at random.
+    public func poolRound<T, R: RandomNumberGenerator>(_ held: [T], random: inout R) -> [T] {
+        var shuffled = held
+        shuffled.shuffle(using: &random)
+        return Array(shuffled.prefix(poolRoundCount(held: held.count)))
+    }
+}
+
+/// Retries of a relay that failed temporarily (QUEUE-2): exponential back-off with jitter.
+public struct RetrySchedule: Sendable, Equatable {
+    /// The first retry waits this long (seconds), each next one twice as long, up to `maximum`.
+    public var first: Int64
+    public var maximum: Int64
+    /// After this long since release, a message still not relayed fails for good (a DSN).
+    public var giveUpAfter: Int64
+    /// After this long since release, the sender is told once that the mail is delayed.
+    public var delayNoticeAfter: Int64
+
+    public init(first: Int64 = 300, maximum: Int64 = 14400, giveUpAfter: Int64 = 5 * 86400, delayNoticeAfter: Int64 = 4 * 3600) {
+        self.first = first
+        self.maximum = max(first, maximum)
+        self.giveUpAfter = giveUpAfter
+        self.delayNoticeAfter = delayNoticeAfter
+    }
+
+    /// The wait before the next try after `failures` failed tries (1 after the first failure):
+    /// `first · 2^(failures−1)`, capped at `maximum`, then stretched by a random 0–25 % so that
+    /// mail deferred together does not retry together. Never shorter than the schedule.
+    public func wait<R: RandomNumberGenerator>(afterFailures failures: Int, random: inout R) -> Int64 {
+        let exponent = min(max(failures - 1, 0), 40)
+        let base = min(maximum, first.multipliedReportingOverflow(by: Int64(1) << exponent).overflow ? maximum : first << exponent)
+        return base + Int64.random(in: 0...(base / 4), using: &random)
+    }
+
+    /// The next try, or nil when the message has been trying for longer than `giveUpAfter`.
+    public func nextAttempt<R: RandomNumberGenerator>(failures: Int, releasedAt: Int64, now: Int64, random: inout R) -> Int64? {
+        let next = now + wait(afterFailures: failures, random: &random)
+        if next - releasedAt > giveUpAfter {
+            // One last try exactly at the deadline, unless it has passed.
+            let deadline = releasedAt + giveUpAfter
+            return deadline > now ? deadline : nil
+        }
+        return next
+    }
+}

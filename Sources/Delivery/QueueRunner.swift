@@ -1,0 +1,274 @@
+import Foundation
+import Logging
+import MailCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Privacy
+import SMTP
+import Store
+
+/// The time, for the queue runner and the submission path; tests fix it.
+public protocol DeliveryClock: Sendable {
+    /// Seconds since 1970.
+    func now() -> Int64
+}
+
+public struct SystemClock: DeliveryClock {
+    public init() {}
+    public func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+}
+
+/// Carries one message to the next hop; `RelayClient` over SMTP, a fake in tests.
+public protocol MessageRelay: Sendable {
+    func relay(from sender: String, to recipients: [String], message: ByteBuffer) async -> [RelayClient.Outcome]
+}
+
+extension RelayClient: MessageRelay {}
+
+/// A random source that can be shared across tasks (the system's by default; tests seed one).
+public final class SharedRandom: RandomNumberGenerator, Sendable {
+    private let source: NIOLockedValueBox<any RandomNumberGenerator & Sendable>
+
+    public init(_ generator: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator()) {
+        source = NIOLockedValueBox(generator)
+    }
+
+    public func next() -> UInt64 {
+        source.withLockedValue { $0.next() }
+    }
+}
+
+/// Relays due Internet-bound mail to the next hop (QUEUE-1..2, DELAY-1..4): wakes at the next
+/// due time (or when woken), runs the pool rounds, applies the Internet-bound policy at release
+/// (PRIV-4: Date is the release time), records every outcome before the next message, retries
+/// with back-off, and puts DSNs in the sender's mailbox.
+public final class QueueRunner: Sendable {
+    public struct Settings: Sendable {
+        public var domain: String
+        public var internetDomain: String
+        public var schedule: DelaySchedule
+        public var retry: RetrySchedule
+
+        public init(domain: String, internetDomain: String, schedule: DelaySchedule, retry: RetrySchedule) {
+            self.domain = domain
+            self.internetDomain = internetDomain
+            self.schedule = schedule
+            self.retry = retry
+        }
+    }
+
+    private let queue: OutboundQueue
+    private let mail: MailStore
+    private let relay: any MessageRelay
+    private let settings: Settings
+    private let clock: any DeliveryClock
+    private let random: SharedRandom
+    private let workers: NIOThreadPool
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var nextPoolRound: Int64?
+        var lastPurge: Int64 = 0
+        var wake: CheckedContinuation<Void, Never>?
+        var woken = false
+    }
+
+    public init(queue: OutboundQueue, mail: MailStore, relay: any MessageRelay, settings: Settings,
+                clock: any DeliveryClock = SystemClock(), random: SharedRandom = SharedRandom(),
+                workers: NIOThreadPool, logger: Logger) {
+        self.queue = queue
+        self.mail = mail
+        self.relay = relay
+        self.settings = settings
+        self.clock = clock
+        self.random = random
+        self.workers = workers
+        self.logger = logger
+    }
+
+    /// Runs until the task is cancelled. Between rounds it sleeps until the next due time, at
+    /// most a second (so an operator's `postern queue flush` from another process is seen soon).
+    public func run() async {
+        while !Task.isCancelled {
+            let next = await runOnce()
+            let wait = max(0, min(1.0, Double((next ?? Int64.max) - clock.now())))
+            await sleep(seconds: wait)
+        }
+    }
+
+    /// New mail was queued: look at the queue now rather than at the next tick.
+    public func wake() {
+        let waiting = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            guard let waiting = state.wake else { state.woken = true; return nil }
+            state.wake = nil
+            return waiting
+        }
+        waiting?.resume()
+    }
+
+    /// Sleeps for `seconds` or until `wake()`, whichever comes first.
+    private func sleep(seconds: Double) async {
+        guard seconds > 0 else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9)) }
+            group.addTask { [self] in
+                await withCheckedContinuation { continuation in
+                    let now = state.withLockedValue { state -> Bool in
+                        if state.woken { state.woken = false; return true }
+                        state.wake = continuation
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            }
+            await group.next()
+            // Whichever ended first, end the other: the sleep by cancellation, the waiter here.
+            let waiting = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                defer { state.wake = nil }
+                return state.wake
+            }
+            waiting?.resume()
+            group.cancelAll()
+        }
+    }
+
+    /// One round: the pool mix if its interval has passed, then every due message in random
+    /// order. Returns the next time something is due (nil: nothing queued).
+    @discardableResult
+    public func runOnce() async -> Int64? {
+        do {
+            try await poolRoundIfDue()
+            let due = try await workers.runIfActive { [queue, clock] in try queue.due(now: clock.now()) }
+            // Mail released together (a batch, a pool round) leaves in random order (DELAY-1).
+            var order = due
+            var generator = random
+            order.shuffle(using: &generator)
+            for message in order {
+                if Task.isCancelled { break }
+                await attempt(message)
+            }
+            let now = clock.now()
+            if now - state.withLockedValue({ $0.lastPurge }) >= 60 {
+                state.withLockedValue { $0.lastPurge = now }
+                try await workers.runIfActive { [queue] in try queue.purge(now: now) }
+            }
+            if order.count >= 200 { return now }  // more are waiting
+            let next = try await workers.runIfActive { [queue] in try queue.nextDue() }
+            let pool = state.withLockedValue { $0.nextPoolRound }
+            return [next, pool].compactMap { $0 }.min()
+        } catch {
+            logger.error("outbound queue round failed", metadata: ["error": "\(type(of: error))"])
+            return clock.now() + 5
+        }
+    }
+
+    private func poolRoundIfDue() async throws {
+        let now = clock.now()
+        let due = state.withLockedValue { state -> Bool in
+            guard let next = state.nextPoolRound else {
+                state.nextPoolRound = now + settings.schedule.poolInterval
+                return false
+            }
+            guard now >= next else { return false }
+            state.nextPoolRound = now + settings.schedule.poolInterval
+            return true
+        }
+        guard due else { return }
+        let held = try await workers.runIfActive { [queue] in try queue.pooled() }
+        var generator = random
+        let picked = settings.schedule.poolRound(held, random: &generator)
+        logger.debug("pool round", metadata: ["held": "\(held.count)", "sent": "\(picked.count)"])
+        if !picked.isEmpty {
+            try await workers.runIfActive { [queue] in try queue.release(ids: picked, at: now) }
+        }
+    }
+
+    /// Relays one message to its due recipients and records what happened.
+    private func attempt(_ message: QueuedMessage) async {
+        let stored: ByteBuffer
+        do {
+            stored = try await workers.runIfActive { [queue] in try queue.content(of: message) }
+        } catch {
+            logger.error("queued message unreadable", metadata: ["error": "\(type(of: error))"])
+            return
+        }
+        let now = clock.now()
+        let sender = "\(message.accountName)@\(settings.internetDomain)"
+        var generator = random
+        let outgoing = InternetBoundPreparation.prepare(stored, senderName: message.accountName, domain: settings.domain,
+                                                        internetDomain: settings.internetDomain, now: now, random: &generator)
+        let outcomes = await relay.relay(from: sender, to: message.recipients.map(\.address), message: outgoing)
+        let after = clock.now()
+        var results: [Int64: OutboundQueue.Result] = [:]
+        var failed: [DeliveryStatusNotification.Recipient] = []
+        var delayed: [DeliveryStatusNotification.Recipient] = []
+        let releasedAt = message.releaseAt ?? now
+        for (recipient, outcome) in zip(message.recipients, outcomes) {
+            switch outcome {
+            case .delivered:
+                results[recipient.id] = .done
+            case .permanent(let code, let status):
+                results[recipient.id] = .done
+                failed.append(.init(address: recipient.address, action: .failed, status: status, replyCode: code))
+            case .temporary(let code, let status):
+                if let next = settings.retry.nextAttempt(failures: recipient.attempts + 1, releasedAt: releasedAt, now: after, random: &generator) {
+                    let notify = !recipient.notified && after - releasedAt >= settings.retry.delayNoticeAfter
+                    if notify { delayed.append(.init(address: recipient.address, action: .delayed, status: status, replyCode: code)) }
+                    results[recipient.id] = .retry(next: next, code: code, status: status, notified: recipient.notified || notify)
+                } else {
+                    results[recipient.id] = .done
+                    failed.append(.init(address: recipient.address, action: .failed, status: "5.4.7", replyCode: code))
+                }
+            }
+        }
+        let delivered = outcomes.filter { $0 == .delivered }.count
+        logger.info("relay attempt", metadata: ["delivered": "\(delivered)", "failed": "\(failed.count)",
+                                                "deferred": "\(outcomes.count - delivered - failed.count)"])
+        do {
+            try await workers.runIfActive { [queue, results] in try queue.record(results, of: message) }
+        } catch {
+            logger.error("queue update failed", metadata: ["error": "\(type(of: error))"])
+        }
+        let header = Array(stored.readableBytesView[..<(HeaderSection.parse(stored.readableBytesView).bodyOffset)])
+        for (recipients, retryUntil) in [(failed, nil), (delayed, releasedAt + settings.retry.giveUpAfter)] where !recipients.isEmpty {
+            let report = DeliveryStatusNotification(domain: settings.domain, sender: "\(message.accountName)@\(settings.domain)",
+                                                    recipients: recipients, originalHeader: header, now: after, retryUntil: retryUntil)
+            await deliverReport(report.render(random: &generator), to: message)
+        }
+    }
+
+    /// A DSN goes to the sender's mailbox even past its quota: it is small, bounded by what the
+    /// account may queue, and the sender must learn that mail did not arrive.
+    private func deliverReport(_ bytes: [UInt8], to message: QueuedMessage) async {
+        let target = MailboxTarget(accountID: message.accountID, accountName: message.accountName, quotaBytes: Int.max / 2)
+        do {
+            try await mail.deliver(ByteBuffer(bytes: bytes), to: [target])
+        } catch {
+            logger.error("delivery status notification not stored", metadata: ["error": "\(type(of: error))"])
+        }
+    }
+}
+
+/// The Internet-bound policy at release (PRIV-4 over PRIV-1..3): the queued message, sanitised
+/// again with Date the release time, From and Return-Path at the Internet domain, To/Cc/Reply-To
+/// rewritten, and the Message-ID moved to the Internet domain keeping its random part (so the
+/// local recipients' copy and the Internet copy thread together).
+public enum InternetBoundPreparation {
+    public static func prepare<R: RandomNumberGenerator>(_ stored: ByteBuffer, senderName: String, domain: String, internetDomain: String,
+                                                         now: Int64, random: inout R) -> ByteBuffer {
+        let bytes = Array(stored.readableBytesView)
+        let header = HeaderSection.parse(bytes)
+        let messageID = header.fields(named: "Message-ID").first.flatMap { MessageSanitiser.messageIDs(in: $0.value).first }.map { id in
+            let local = id.dropFirst().prefix { $0 != "@" }
+            return "<\(local)@\(internetDomain)>"
+        }
+        let sanitised = MessageSanitiser().sanitise(
+            bytes,
+            context: .init(sender: EmailAddress(localPart: senderName, domain: internetDomain), messageIDDomain: internetDomain,
+                           releaseTime: now, rewriteDomain: (from: domain, to: internetDomain), messageID: messageID),
+            random: &random)
+        return ByteBuffer(bytes: sanitised)
+    }
+}
