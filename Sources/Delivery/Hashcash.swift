@@ -76,7 +76,9 @@ public struct HashcashStamp: Sendable, Equatable, CustomStringConvertible {
         guard !fields[5].isEmpty, fields[5].allSatisfy(base64) else { throw .malformed("rand field is not base64") }
         guard !fields[6].isEmpty, fields[6].allSatisfy(base64) else { throw .malformed("counter field is not base64") }
         guard fields[4].allSatisfy({ $0.isASCII && !$0.isWhitespace }) else { throw .malformed("extension field is not printable ASCII") }
-        return HashcashStamp(bits: bits, date: fields[2], resource: fields[3], extensions: fields[4], rand: fields[5], counter: fields[6])
+        let stamp = HashcashStamp(bits: bits, date: fields[2], resource: fields[3], extensions: fields[4], rand: fields[5], counter: fields[6])
+        guard stamp.time != nil else { throw .malformed("date field \"\(fields[2])\" is not a valid date") }
+        return stamp
     }
 
     /// Seconds since 1970 of the stamp's date (UTC), or nil for an impossible date.
@@ -107,7 +109,7 @@ public struct HashcashStamp: Sendable, Equatable, CustomStringConvertible {
         guard bits >= requiredBits else { throw .tooFewBits(claimed: bits, required: requiredBits) }
         guard leadingZeroBits >= requiredBits else { throw .notWorked(required: requiredBits) }
         guard resource.lowercased() == expected.lowercased() else { throw .wrongResource(resource) }
-        guard let time else { throw .malformed("date field \"\(date)\" is not a valid date") }
+        guard let time else { throw .malformed("date field \"\(date)\" is not a valid date") }  // only for a hand-made value
         if time > now + Self.futureGrace { throw .future }
         if time + Self.validity < now { throw .expired }
     }
