@@ -21,7 +21,7 @@ public struct DelaySchedule: Sendable, Equatable {
     public var poolRate: Double
 
     public init(deferMin: Int64 = 2000, deferMax: Int64 = 4000, batchTimes: [Int] = [0, 720],
-                poolInterval: Int64 = 1800, poolMin: Int = 5, poolRate: Double = 0.6) {
+                poolInterval: Int64 = 900, poolMin: Int = 5, poolRate: Double = 0.65) {
         precondition(deferMin <= deferMax && !batchTimes.isEmpty && poolMin >= 0 && poolRate > 0 && poolRate <= 1)
         self.deferMin = deferMin
         self.deferMax = deferMax

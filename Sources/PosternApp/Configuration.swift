@@ -73,9 +73,9 @@ public struct PosternConfiguration: Sendable, Equatable {
     public var deferMax: Double = 4000
     /// Batch release times, minutes after 00:00 UTC.
     public var batchTimes: [Int] = [0, 12 * 60]
-    public var poolInterval: Double = 1800
+    public var poolInterval: Double = 900
     public var poolMin = 5
-    public var poolRate = 0.6
+    public var poolRate = 0.65
 
     /// Retries (QUEUE-2), seconds.
     public var retryFirst: Double = 300

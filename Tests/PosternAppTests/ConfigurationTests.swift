@@ -133,8 +133,52 @@ import Testing
         data_dir = "webmail-data"
         """
 
+    /// Every value of SPEC's example is the default, except the relay, which has none (no
+    /// `[relay]`: no Internet mail).
     @Test func specExampleIsValidAndMeansTheDefaults() throws {
-        #expect(try PosternConfiguration.parse(Self.specExample) == PosternConfiguration())
+        var expected = PosternConfiguration()
+        expected.relay = HostPort(host: "127.0.0.1", port: 5026)
+        expected.relayUsername = "core"
+        expected.relayPasswordFile = "relay.secret"
+        #expect(try PosternConfiguration.parse(Self.specExample) == expected)
+        #expect(PosternConfiguration().relay == nil)
+    }
+
+    @Test func everyQueueDelayAndHashcashKeyIsRead() throws {
+        let config = try PosternConfiguration.parse("""
+            [delay]
+            default = "batch"
+            defer_min = "3s"
+            defer_max = "6s"
+            batch_times = ["06:30", "18:00"]
+            pool_interval = "10s"
+            pool_min = 2
+            pool_rate = 0.5
+
+            [queue]
+            retry_first = "2s"
+            retry_max = "8s"
+            give_up_after = "1m"
+            delay_notice_after = "20s"
+
+            [relay]
+            address = "127.0.0.1:2525"
+            username = "core"
+            password_file = "secret"
+            timeout = "3s"
+
+            [hashcash]
+            bits = 12
+            recipients_per_stamp = 3
+            """)
+        #expect(config.defaultDelayMode == "batch")
+        #expect(config.deferMin == 3 && config.deferMax == 6)
+        #expect(config.batchTimes == [390, 1080])
+        #expect(config.poolInterval == 10 && config.poolMin == 2 && config.poolRate == 0.5)
+        #expect(config.retryFirst == 2 && config.retryMax == 8 && config.giveUpAfter == 60 && config.delayNoticeAfter == 20)
+        #expect(config.relay == HostPort(host: "127.0.0.1", port: 2525) && config.relayUsername == "core")
+        #expect(config.relayPasswordFile == "secret" && config.relayTimeout == 3)
+        #expect(config.hashcashBits == 12 && config.hashcashRecipients == 3)
     }
 
     // MARK: Every key
@@ -327,6 +371,16 @@ import Testing
         ("[delay]\ndefault = \"sometimes\"", "delay.default", "expected none, defer, batch or pool"),
         ("[delay]\ndefer_min = \"2h\"\ndefer_max = \"1h\"", "delay.defer_min", "must not exceed delay.defer_max"),
         ("[scan]\non_unavailable = \"drop\"", "scan.on_unavailable", "expected tempfail or accept"),
+        // impossible delays and retries (issue 5: refused by check-config)
+        ("[delay]\ndefer_min = \"5000s\"", "delay.defer_min", "must not exceed delay.defer_max (4000 s)"),
+        ("[delay]\ndefer_max = \"31d\"", "delay.defer_max", "at most 30 days"),
+        ("[delay]\nbatch_times = []", "delay.batch_times", "at least one time"),
+        ("[queue]\nretry_first = \"5h\"", "queue.retry_first", "must not exceed queue.retry_max"),
+        ("[queue]\ngive_up_after = \"1m\"\ndelay_notice_after = \"30s\"", "queue.give_up_after", "longer than queue.retry_first"),
+        ("[queue]\ndelay_notice_after = \"6d\"", "queue.delay_notice_after", "shorter than queue.give_up_after"),
+        ("[hashcash]\nbits = 50", "hashcash.bits", "between 8 and 40"),
+        ("[relay]\naddress = \"127.0.0.1:25\"\nusername = \"core\"", "relay.password_file", "needed when relay.username"),
+        ("[relay]\npassword_file = \"x\"", "relay.address", "needed when relay.username or relay.password_file"),
     ])
     func oneError(toml: String, key: String, fragment: String) {
         let errors = Self.errors(toml)

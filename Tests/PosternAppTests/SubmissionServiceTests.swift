@@ -22,6 +22,7 @@ import Testing
     }
 
     static func withService(quota: Int = 50_000_000, operatorAccount: String? = nil, routingCacheLifetime: Double = 2,
+                            configure: (inout PosternConfiguration) -> Void = { _ in },
                             _ body: (Fixture) async throws -> Void) async throws {
         let path = FileManager.default.temporaryDirectory
             .appendingPathComponent("postern-app-tests-\(UUID().uuidString)", isDirectory: true).path
@@ -30,6 +31,7 @@ import Testing
         configuration.dataDirectory = path
         configuration.mailboxQuota = quota
         configuration.operatorAccount = operatorAccount
+        configure(&configuration)
         let logger = Logger(label: "test")
         let stores = try CoreStores(configuration: configuration, logger: logger, routingCacheLifetime: routingCacheLifetime)
         let fixture = Fixture(stores: stores, service: SubmissionService(stores: stores, logger: logger),
