@@ -31,12 +31,20 @@ public struct DelaySchedule: Sendable, Equatable {
         self.poolRate = poolRate
     }
 
-    /// The release of a message submitted at `now` (seconds since 1970) by an account in `mode`.
-    public func release<R: RandomNumberGenerator>(mode: DelayMode, now: Int64, random: inout R) -> Release {
+    /// The release of a message submitted at `now` (seconds since 1970, with its fraction) by an
+    /// account in `mode`. Release times are whole seconds; a deferred message leaves between
+    /// `deferMin` and `deferMax` seconds after `now` itself; a batch at the first boundary after
+    /// the second the message arrived in.
+    public func release<R: RandomNumberGenerator>(mode: DelayMode, now: Double, random: inout R) -> Release {
+        let second = Int64(now.rounded(.down))
         switch mode {
-        case .none: return .at(now)
-        case .defer: return .at(now + Int64.random(in: deferMin...deferMax, using: &random))
-        case .batch: return .at(nextBatch(after: now))
+        case .none: return .at(second)
+        case .defer:
+            // From the next whole second plus a whole number of seconds below the maximum: the
+            // delay from `now` is uniform on [deferMin, deferMax) and never outside it.
+            let upper = deferMax > deferMin ? deferMax - 1 : deferMin
+            return .at(Int64(now.rounded(.up)) + Int64.random(in: deferMin...upper, using: &random))
+        case .batch: return .at(nextBatch(after: second))
         case .pool: return .pool
         }
     }

@@ -12,11 +12,19 @@ import Store
 public protocol DeliveryClock: Sendable {
     /// Seconds since 1970.
     func now() -> Int64
+    /// The same with its fraction: the runner wakes on the second a release falls due, not up
+    /// to a second later.
+    func preciseNow() -> Double
+}
+
+extension DeliveryClock {
+    public func preciseNow() -> Double { Double(now()) }
 }
 
 public struct SystemClock: DeliveryClock {
     public init() {}
     public func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+    public func preciseNow() -> Double { Date().timeIntervalSince1970 }
 }
 
 /// Carries one message to the next hop; `RelayClient` over SMTP, a fake in tests.
@@ -93,7 +101,7 @@ public final class QueueRunner: Sendable {
     public func run() async {
         while !Task.isCancelled {
             let next = await runOnce()
-            let wait = max(0, min(1.0, Double((next ?? Int64.max) - clock.now())))
+            let wait = max(0, min(1.0, next.map { Double($0) - clock.preciseNow() } ?? 1.0))
             await sleep(seconds: wait)
         }
     }
@@ -254,20 +262,29 @@ public final class QueueRunner: Sendable {
 /// The Internet-bound policy at release (PRIV-4 over PRIV-1..3): the queued message, sanitised
 /// again with Date the release time, From and Return-Path at the Internet domain, To/Cc/Reply-To
 /// rewritten, and the Message-ID moved to the Internet domain keeping its random part (so the
-/// local recipients' copy and the Internet copy thread together).
+/// local recipients' copy and the Internet copy thread together), as are the ids of Postern's own
+/// earlier messages in In-Reply-To and References.
 public enum InternetBoundPreparation {
     public static func prepare<R: RandomNumberGenerator>(_ stored: ByteBuffer, senderName: String, domain: String, internetDomain: String,
                                                          now: Int64, random: inout R) -> ByteBuffer {
         let bytes = Array(stored.readableBytesView)
         let header = HeaderSection.parse(bytes)
-        let messageID = header.fields(named: "Message-ID").first.flatMap { MessageSanitiser.messageIDs(in: $0.value).first }.map { id in
-            let local = id.dropFirst().prefix { $0 != "@" }
-            return "<\(local)@\(internetDomain)>"
+        // Ids at the mail domain are Postern's own (PRIV-2 gave every message one): they move to
+        // the Internet domain, in Message-ID and wherever a reply refers to them.
+        let suffix = "@\(domain)>"
+        func moved(_ id: String) -> String? {
+            id.lowercased().hasSuffix(suffix) ? String(id.dropLast(suffix.count)) + "@\(internetDomain)>" : nil
+        }
+        let messageID = header.fields(named: "Message-ID").first.flatMap { MessageSanitiser.messageIDs(in: $0.value).first }.flatMap(moved)
+        var references: [String: String] = [:]
+        for field in header.fields(named: "In-Reply-To") + header.fields(named: "References") {
+            for id in MessageSanitiser.messageIDs(in: field.value) { references[id] = moved(id) }
         }
         let sanitised = MessageSanitiser().sanitise(
             bytes,
             context: .init(sender: EmailAddress(localPart: senderName, domain: internetDomain), messageIDDomain: internetDomain,
-                           releaseTime: now, rewriteDomain: (from: domain, to: internetDomain), messageID: messageID),
+                           releaseTime: now, rewriteDomain: (from: domain, to: internetDomain), messageID: messageID,
+                           referenceReplacements: references),
             random: &random)
         return ByteBuffer(bytes: sanitised)
     }

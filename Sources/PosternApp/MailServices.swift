@@ -301,7 +301,7 @@ final class SubmissionService: SubmissionBackend {
                     return completion(.rejected(refusal))
                 }
                 guard let senderAccount else { return completion(Self.notStored) }
-                let release = stores.schedule.release(mode: senderAccount.delayMode, now: now, random: &random)
+                let release = stores.schedule.release(mode: senderAccount.delayMode, now: stores.clock.preciseNow(), random: &random)
                 var releaseAt: Int64?
                 if case .at(let time) = release { releaseAt = time }
                 outbound = OutboundEntry(accountID: senderAccount.id, recipients: internet.map(\.description), releaseAt: releaseAt,

@@ -38,7 +38,7 @@ public struct MessageSanitiser: Sendable {
         /// The time the message leaves the server (PRIV-2), seconds since 1970.
         public var releaseTime: Int64
         /// Address rewriting for Internet-bound mail (PRIV-4): `@from` → `@to` in From, To, Cc,
-        /// Reply-To. nil on submission.
+        /// Reply-To and Autocrypt's addr. nil on submission.
         public var rewriteDomain: (from: String, to: String)?
         /// The new Message-ID (with angle brackets); nil: a random one at `messageIDDomain`.
         public var messageID: String?
@@ -103,7 +103,8 @@ public struct MessageSanitiser: Sendable {
             case "Content-Disposition":
                 guard let field = kept[name] else { continue }
                 Self.writeCleaned(&out, name, field)
-            case "To", "Cc", "Reply-To":
+            case "To", "Cc", "Reply-To", "Autocrypt":
+                // Autocrypt's addr= must match From (Autocrypt Level 1, 2.1), so it moves with it.
                 guard let field = kept[name] else { continue }
                 if let rewrite = context.rewriteDomain {
                     Self.writeRawValue(&out, name, AddressRewriter.rewrite(Self.rawValue(field), from: rewrite.from, to: rewrite.to))

@@ -100,6 +100,9 @@ final class FakeRelay: MessageRelay {
         To: bob@example.com, carol@mail.i2p\r
         Subject: hello\r
         Message-ID: <abcdefghijklmnopqrstuvwxyz@mail.i2p>\r
+        In-Reply-To: <earlier0000000000000000000@mail.i2p>\r
+        References: <first@elsewhere.example>\r
+         <earlier0000000000000000000@mail.i2p>\r
         \r
         .body line\r
 
@@ -128,6 +131,9 @@ final class FakeRelay: MessageRelay {
             #expect(call.message.contains("From: Alice <alice@i2pmail.org>\r\n"))
             #expect(call.message.contains("To: bob@example.com, carol@i2pmail.org\r\n"))
             #expect(call.message.contains("Message-ID: <abcdefghijklmnopqrstuvwxyz@i2pmail.org>\r\n"))
+            // Postern's own earlier ids move too; anybody else's stay.
+            #expect(call.message.contains("In-Reply-To: <earlier0000000000000000000@i2pmail.org>\r\n"))
+            #expect(call.message.contains("References: <first@elsewhere.example>\r\n <earlier0000000000000000000@i2pmail.org>\r\n"))
             #expect(!call.message.contains("Return-Path") && !call.message.contains("mail.i2p"))
             #expect(call.message.hasSuffix("\r\n\r\n.body line\r\n"))
             // Done: the row and the file are gone, nothing was bounced.

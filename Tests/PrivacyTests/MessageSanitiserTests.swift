@@ -197,6 +197,13 @@ func headerNames(_ message: String) -> [String] {
         #expect(out.contains("@i2pmail.org>\r\n"))  // Message-ID domain
     }
 
+    @Test func internetBoundMovesAutocryptsAddressWithFrom() {
+        let autocrypt = "Autocrypt: addr=alice@mail.i2p; prefer-encrypt=mutual; keydata=\n mDMEawu+ORYJKwYBBAHaRw8BAQdA\n"
+        let out = sanitise("From: alice@mail.i2p\n" + autocrypt + "\nhi\n", rewrite: ("mail.i2p", "i2pmail.org"))
+        #expect(out.contains("Autocrypt: addr=alice@i2pmail.org; prefer-encrypt=mutual; keydata=\r\n mDMEawu+ORYJKwYBBAHaRw8BAQdA\r\n"))
+        #expect(sanitise("From: alice@mail.i2p\n" + autocrypt + "\nhi\n").contains("addr=alice@mail.i2p;"))  // submission: kept
+    }
+
     @Test func unreadableMultipartIsKeptOpaqueWithSanitisedHeader() {
         let message = "From: alice@mail.i2p\nUser-Agent: leaky\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nno closing delimiter\n"
         let out = sanitise(message)
