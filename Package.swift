@@ -80,9 +80,11 @@ let package = Package(
             .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
         ], path: "bench/AllocGuard"),
 
+        // What several test targets share (a seeded random generator).
+        .target(name: "TestSupport", path: "Tests/Support"),
         .testTarget(name: "WireTests", dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "MailCoreTests", dependencies: ["MailCore"]),
-        .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "MailCore"]),
+        .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "MailCore", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: [
             "Store", "MailCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -96,13 +98,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "POP3Tests", dependencies: [
-            "POP3", "Wire",
+            "POP3", "Wire", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "DeliveryTests", dependencies: [
-            "Delivery", "Store", "SMTP", "MailCore",
+            "Delivery", "Store", "SMTP", "MailCore", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -153,6 +153,7 @@ final class SubmissionService: SubmissionBackend {
     /// Internet recipient quota (QUOTA-1), counting the transaction's earlier Internet recipients.
     private func internetVerdict(_ recipient: EmailAddress, sender: EmailAddress, earlier: [EmailAddress]) -> RecipientVerdict {
         if let refusal = Self.routeRefusal(recipient, configuration: stores.configuration) { return .rejected(refusal) }
+        if earlier.contains(recipient) { return .accepted }  // a repeated RCPT counts once
         do {
             guard let account = try stores.mailbox(for: sender) else { return Self.localProblem }
             let quota = stores.internetQuota(of: account)

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Store
 import Testing
@@ -8,12 +9,12 @@ import Testing
     let schedule = DelaySchedule()
 
     @Test func noneReleasesAtOnce() {
-        var random = SeededRandom(seed: 1)
+        var random = SplitMix64(seed: 1)
         #expect(schedule.release(mode: .none, now: Double(midnight) + 17.6, random: &random) == .at(midnight + 17))
     }
 
     @Test func deferIsUniformWithinItsBounds() {
-        var random = SeededRandom(seed: 42)
+        var random = SplitMix64(seed: 42)
         var delays: [Double] = []
         for index in 0..<20_000 {
             // Submissions at every fraction of a second.
@@ -35,7 +36,7 @@ import Testing
     }
 
     @Test func batchReleasesExactlyAtTheNextBoundary() {
-        var random = SeededRandom(seed: 3)
+        var random = SplitMix64(seed: 3)
         let noon = midnight + 12 * 3600
         let cases: [(Int64, Int64)] = [
             (midnight, noon),                        // exactly at 00:00: the next batch
@@ -76,7 +77,7 @@ import Testing
 
     @Test func poolRoundsPickUniformlyAtRandom() {
         let pool = DelaySchedule(poolMin: 5, poolRate: 0.5)
-        var random = SeededRandom(seed: 9)
+        var random = SplitMix64(seed: 9)
         var picks = [Int](repeating: 0, count: 20)
         for _ in 0..<5000 {
             let chosen = pool.poolRound(Array(0..<20), random: &random)
@@ -89,7 +90,7 @@ import Testing
 
     @Test func retriesBackOffExponentiallyWithJitter() {
         let retry = RetrySchedule(first: 300, maximum: 14400, giveUpAfter: 5 * 86400)
-        var random = SeededRandom(seed: 5)
+        var random = SplitMix64(seed: 5)
         for failures in 1...12 {
             let base = min(14400, 300 << Int64(failures - 1))
             var seen: Set<Int64> = []
@@ -104,7 +105,7 @@ import Testing
 
     @Test func retriesStopAfterTheDeadlineWithOneLastTryAtIt() {
         let retry = RetrySchedule(first: 300, maximum: 14400, giveUpAfter: 86400)
-        var random = SeededRandom(seed: 6)
+        var random = SplitMix64(seed: 6)
         let released = midnight
         #expect(retry.nextAttempt(failures: 1, releasedAt: released, now: released, random: &random).map { $0 - released }.map { (300...375).contains($0) } == true)
         #expect(retry.nextAttempt(failures: 9, releasedAt: released, now: released + 86000, random: &random) == released + 86400)

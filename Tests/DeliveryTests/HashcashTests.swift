@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Delivery
 
@@ -17,7 +18,7 @@ import Testing
     }
 
     @Test func mintedStampsVerifyAndAreDistinct() throws {
-        var random = SeededRandom(seed: 11)
+        var random = SplitMix64(seed: 11)
         let now = midnight + 3600
         let first = HashcashStamp.mint(resource: "alice@mail.i2p", bits: 14, now: now, random: &random)
         let second = HashcashStamp.mint(resource: "alice@mail.i2p", bits: 14, now: now, random: &random)

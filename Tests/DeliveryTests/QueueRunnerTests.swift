@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Logging
 import MailCore
@@ -79,7 +80,7 @@ final class FakeRelay: MessageRelay {
         let queue = OutboundQueue(folder: folder)
         let runner = QueueRunner(queue: queue, mail: mail, relay: relay,
                                  settings: .init(domain: "mail.i2p", internetDomain: "i2pmail.org", schedule: schedule, retry: retry),
-                                 clock: clock, random: SharedRandom(SeededRandom(seed: 7)), workers: workers, logger: Logger(label: "test"))
+                                 clock: clock, random: SharedRandom(SplitMix64(seed: 7)), workers: workers, logger: Logger(label: "test"))
         let fixture = Fixture(path: path, folder: folder, mail: mail, queue: queue, alice: alice, clock: clock, relay: relay,
                               runner: runner, workers: workers)
         do {

@@ -1,18 +1,5 @@
 import Delivery
 import Foundation
 
-/// SplitMix64: a seeded generator, so distribution tests are repeatable.
-struct SeededRandom: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// 2026-11-29 00:00:00 UTC.
 let midnight: Int64 = 1_795_910_400

@@ -46,6 +46,8 @@ import Testing
             // Three allowed: the fourth Internet RCPT of one transaction gets 450 4.7.1.
             #expect(await Self.rcpt(f, "d@example.com", earlier: ["a@example.com", "b@example.com"]) == "accepted")
             #expect(await Self.rcpt(f, "d@example.com", earlier: ["a@example.com", "b@example.com", "c@example.com"]) == "450 4.7.1")
+            // A repeated RCPT counts once.
+            #expect(await Self.rcpt(f, "c@example.com", earlier: ["a@example.com", "b@example.com", "c@example.com"]) == "accepted")
             // Local recipients do not count.
             #expect(await Self.rcpt(f, "d@example.com", earlier: ["a@example.com", "b@example.com", "bob@mail.i2p"]) == "accepted")
             // Three sent: the quota is used up, and the refusal says when it frees up.

@@ -1,19 +1,8 @@
+import TestSupport
 import Foundation
 import MailCore
 import Testing
 @testable import Privacy
-
-/// A deterministic generator so outputs can be compared.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func crlf(_ text: String) -> [UInt8] {
     Array(text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\n", with: "\r\n").utf8)
@@ -24,7 +13,7 @@ let alice = EmailAddress(localPart: "alice", domain: "mail.i2p")
 let releaseTime: Int64 = 1_795_931_317
 
 func sanitise(_ text: String, seed: UInt64 = 1, rewrite: (from: String, to: String)? = nil) -> String {
-    var random = SeededGenerator(state: seed)
+    var random = SplitMix64(seed: seed)
     let out = MessageSanitiser().sanitise(crlf(text),
                                           context: .init(sender: alice, messageIDDomain: rewrite?.to ?? "mail.i2p", releaseTime: releaseTime,
                                                          rewriteDomain: rewrite),
@@ -245,7 +234,7 @@ func headerNames(_ message: String) -> [String] {
     }
 
     @Test func referencesAreRewrittenWithKnownReplacements() {
-        var random = SeededGenerator(state: 9)
+        var random = SplitMix64(seed: 9)
         let message = crlf("From: alice@mail.i2p\nIn-Reply-To: <cover@laptop.lan>\nReferences: <root@example.com>\n <cover@laptop.lan>\n\nbody\n")
         let out = String(decoding: MessageSanitiser().sanitise(message, context: .init(
             sender: alice, messageIDDomain: "mail.i2p", releaseTime: 0, messageID: "<fixed@mail.i2p>",

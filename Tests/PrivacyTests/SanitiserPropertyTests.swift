@@ -1,3 +1,4 @@
+import TestSupport
 import MailCore
 import Testing
 @testable import Privacy
@@ -34,7 +35,7 @@ import Testing
     }
 
     @Test func wellFormedTreesKeepEveryLeafAndLoseEveryBoundary() {
-        var random = SeededGenerator(state: 42)
+        var random = SplitMix64(seed: 42)
         for round in 0..<300 {
             var boundaries: [String] = []
             var leaves: [String] = []
@@ -52,7 +53,7 @@ import Testing
     }
 
     @Test func arbitraryBytesNeverTrapAndStayBounded() {
-        var random = SeededGenerator(state: 7)
+        var random = SplitMix64(seed: 7)
         let fragments = ["Content-Type: multipart/mixed; boundary=b\r\n", "--b\r\n", "--b--\r\n", "\r\n", "\n", "\r", ":", "From: x\r\n",
                          "Content-Type: multipart/signed; boundary=\"b\"\r\n", " folded\r\n", "\u{0}", "\u{FF}", "--", "b", "=?utf-8?q?x?=",
                          "Content-Disposition: attachment; filename=\"a;b\"; creation-date=\"\r\n", "Content-Type: multipart/alternative; boundary=\"\"\r\n"]
@@ -73,7 +74,7 @@ import Testing
         for level in 0..<200 { message += "Content-Type: multipart/mixed; boundary=\"l\(level)\"\r\n\r\n--l\(level)\r\n" }
         message += "Content-Type: text/plain\r\n\r\ndeep\r\n"
         for level in (0..<200).reversed() { message += "--l\(level)--\r\n" }
-        var random = SeededGenerator(state: 3)
+        var random = SplitMix64(seed: 3)
         let out = MessageSanitiser().sanitise(Array(message.utf8), context: .init(sender: alice, messageIDDomain: "mail.i2p", releaseTime: 0), random: &random)
         #expect(String(decoding: out, as: UTF8.self).contains("deep"))
     }
