@@ -14,12 +14,16 @@ public struct DeliveryStatusNotification: Sendable {
         public var status: String
         /// The reply code of the relay, if it answered (e.g. 550); nil when it never did.
         public var replyCode: Int?
+        /// The enhanced status of that reply when it differs from `status` (an expired message:
+        /// status 5.4.7, last reply 451 4.3.0).
+        public var replyStatus: String?
 
-        public init(address: String, action: Action, status: String, replyCode: Int?) {
+        public init(address: String, action: Action, status: String, replyCode: Int?, replyStatus: String? = nil) {
             self.address = address
             self.action = action
             self.status = status
             self.replyCode = replyCode
+            self.replyStatus = replyStatus
         }
     }
 
@@ -84,7 +88,7 @@ public struct DeliveryStatusNotification: Sendable {
             lines.append("Final-Recipient: rfc822; \(recipient.address)")
             lines.append("Action: \(recipient.action.rawValue)")
             lines.append("Status: \(recipient.status)")
-            if let code = recipient.replyCode { lines.append("Diagnostic-Code: smtp; \(code) \(recipient.status)") }
+            if let code = recipient.replyCode { lines.append("Diagnostic-Code: smtp; \(code) \(recipient.replyStatus ?? recipient.status)") }
             lines.append("Last-Attempt-Date: \(date)")
             if recipient.action == .delayed, let retryUntil { lines.append("Will-Retry-Until: \(RFC5322Date.format(secondsSince1970: retryUntil))") }
         }

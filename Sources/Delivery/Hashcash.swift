@@ -13,8 +13,11 @@ public struct HashcashStamp: Sendable, Equatable, CustomStringConvertible {
     public var extensions: String
     public var rand: String
     public var counter: String
+    /// The stamp as written: what is hashed and what a spent stamp is remembered by. Kept from
+    /// `parse` (a bits field written "022" hashes differently from "22").
+    public let text: String
 
-    public var description: String { "1:\(bits):\(date):\(resource):\(extensions):\(rand):\(counter)" }
+    public var description: String { text }
 
     /// Stamps older than this (by their date) are refused, and spent stamps are remembered this
     /// long: the hashcash tool's default validity.
@@ -38,7 +41,7 @@ public struct HashcashStamp: Sendable, Equatable, CustomStringConvertible {
             case .wrongVersion: return "hashcash stamp is not version 1"
             case .tooFewBits(let claimed, let required): return "hashcash stamp has \(claimed) bits, \(required) are required"
             case .notWorked(let required): return "hashcash stamp does not hash to \(required) leading zero bits"
-            case .wrongResource(let resource): return "hashcash stamp is for \(resource), not for this account's address"
+            case .wrongResource(let resource): return "hashcash stamp is for \(HashcashStamp.quoted(resource)), not for this account's address"
             case .expired: return "hashcash stamp is older than 28 days"
             case .future: return "hashcash stamp is dated in the future"
             case .spent: return "hashcash stamp was already used"
@@ -46,13 +49,14 @@ public struct HashcashStamp: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public init(bits: Int, date: String, resource: String, extensions: String = "", rand: String, counter: String) {
+    public init(bits: Int, date: String, resource: String, extensions: String = "", rand: String, counter: String, text: String? = nil) {
         self.bits = bits
         self.date = date
         self.resource = resource
         self.extensions = extensions
         self.rand = rand
         self.counter = counter
+        self.text = text ?? "1:\(bits):\(date):\(resource):\(extensions):\(rand):\(counter)"
     }
 
     /// Parses a stamp; every field is checked against the version 1 grammar.
@@ -63,11 +67,12 @@ public struct HashcashStamp: Sendable, Equatable, CustomStringConvertible {
         guard let version = fields.first, !version.isEmpty else { throw .malformed("empty") }
         guard version == "1" else { throw .wrongVersion }
         guard fields.count == 7 else { throw .malformed("expected 7 fields separated by ':', found \(fields.count)") }
-        guard let bits = Int(fields[1]), (0...160).contains(bits), fields[1].allSatisfy(\.isASCII) else {
-            throw .malformed("bits field \"\(fields[1])\" is not a number of bits")
+        let digits: (Character) -> Bool = { $0.isASCII && $0.isNumber }
+        guard (1...3).contains(fields[1].count), fields[1].allSatisfy(digits), let bits = Int(fields[1]), bits <= 160 else {
+            throw .malformed("bits field \"\(Self.quoted(fields[1]))\" is not a number of bits")
         }
-        guard [6, 10, 12].contains(fields[2].count), fields[2].allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw .malformed("date field \"\(fields[2])\" is not YYMMDD[hhmm[ss]]")
+        guard [6, 10, 12].contains(fields[2].count), fields[2].allSatisfy(digits) else {
+            throw .malformed("date field \"\(Self.quoted(fields[2]))\" is not YYMMDD[hhmm[ss]]")
         }
         guard !fields[3].isEmpty, fields[3].allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
             throw .malformed("resource field is empty or not printable ASCII")
@@ -76,9 +81,16 @@ public struct HashcashStamp: Sendable, Equatable, CustomStringConvertible {
         guard !fields[5].isEmpty, fields[5].allSatisfy(base64) else { throw .malformed("rand field is not base64") }
         guard !fields[6].isEmpty, fields[6].allSatisfy(base64) else { throw .malformed("counter field is not base64") }
         guard fields[4].allSatisfy({ $0.isASCII && !$0.isWhitespace }) else { throw .malformed("extension field is not printable ASCII") }
-        let stamp = HashcashStamp(bits: bits, date: fields[2], resource: fields[3], extensions: fields[4], rand: fields[5], counter: fields[6])
+        let stamp = HashcashStamp(bits: bits, date: fields[2], resource: fields[3], extensions: fields[4], rand: fields[5],
+                                  counter: fields[6], text: trimmed)
         guard stamp.time != nil else { throw .malformed("date field \"\(fields[2])\" is not a valid date") }
         return stamp
+    }
+
+    /// A piece of client text fit to quote in a reply: printable ASCII, at most 40 characters.
+    static func quoted(_ text: String) -> String {
+        let printable = String(text.unicodeScalars.map { (0x20...0x7E).contains($0.value) ? Character($0) : "?" })
+        return printable.count > 40 ? String(printable.prefix(40)) + "…" : printable
     }
 
     /// Seconds since 1970 of the stamp's date (UTC), or nil for an impossible date.

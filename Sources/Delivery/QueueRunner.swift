@@ -79,8 +79,15 @@ public final class QueueRunner: Sendable {
     private struct State {
         var nextPoolRound: Int64?
         var lastPurge: Int64 = 0
+        /// The current sleep's continuation, and a number that tells one sleep from the next.
         var wake: CheckedContinuation<Void, Never>?
+        var sleep: UInt64 = 0
+        /// A wake-up that came while no sleep was waiting: the next sleep returns at once.
         var woken = false
+        var stopping = false
+        /// Messages whose outcome could not be recorded: left alone until then, in memory, so a
+        /// failing disk does not make the runner send them again and again.
+        var skipUntil: [Int64: Int64] = [:]
     }
 
     public init(queue: OutboundQueue, mail: MailStore, relay: any MessageRelay, settings: Settings,
@@ -96,15 +103,25 @@ public final class QueueRunner: Sendable {
         self.logger = logger
     }
 
-    /// Runs until the task is cancelled. Between rounds it sleeps until the next due time, at
-    /// most a second (so an operator's `postern queue flush` from another process is seen soon).
+    /// Runs until `stop()`. Between rounds it sleeps until the next due time, at most a second
+    /// (so an operator's `postern queue flush` from another process is seen soon).
     public func run() async {
-        while !Task.isCancelled {
+        while !stopping {
             let next = await runOnce()
+            if stopping { break }
             let wait = max(0, min(1.0, next.map { Double($0) - clock.preciseNow() } ?? 1.0))
             await sleep(seconds: wait)
         }
     }
+
+    /// Ends `run()` after the message in hand: its relay dialogue is not cut (that could send it
+    /// twice) and its outcome is recorded. Held and pooled mail stays queued on disk.
+    public func stop() {
+        state.withLockedValue { $0.stopping = true }
+        wake()
+    }
+
+    private var stopping: Bool { state.withLockedValue { $0.stopping } }
 
     /// New mail was queued: look at the queue now rather than at the next tick.
     public func wake() {
@@ -116,29 +133,28 @@ public final class QueueRunner: Sendable {
         waiting?.resume()
     }
 
-    /// Sleeps for `seconds` or until `wake()`, whichever comes first.
+    /// Sleeps for `seconds` or until `wake()`, whichever comes first. One continuation, resumed
+    /// exactly once under the lock: by `wake()`, or by this sleep's own timer (which checks the
+    /// sleep number, so a late timer never ends a later sleep).
     private func sleep(seconds: Double) async {
         guard seconds > 0 else { return }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9)) }
-            group.addTask { [self] in
-                await withCheckedContinuation { continuation in
-                    let now = state.withLockedValue { state -> Bool in
-                        if state.woken { state.woken = false; return true }
-                        state.wake = continuation
-                        return false
-                    }
-                    if now { continuation.resume() }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let number = state.withLockedValue { state -> UInt64? in
+                if state.woken || state.stopping { state.woken = false; return nil }
+                state.sleep &+= 1
+                state.wake = continuation
+                return state.sleep
+            }
+            guard let number else { return continuation.resume() }
+            Task { [self] in
+                try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                let waiting = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+                    guard state.sleep == number, let waiting = state.wake else { return nil }
+                    state.wake = nil
+                    return waiting
                 }
+                waiting?.resume()
             }
-            await group.next()
-            // Whichever ended first, end the other: the sleep by cancellation, the waiter here.
-            let waiting = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-                defer { state.wake = nil }
-                return state.wake
-            }
-            waiting?.resume()
-            group.cancelAll()
         }
     }
 
@@ -148,24 +164,31 @@ public final class QueueRunner: Sendable {
     public func runOnce() async -> Int64? {
         do {
             try await poolRoundIfDue()
-            let due = try await workers.runIfActive { [queue, clock] in try queue.due(now: clock.now()) }
+            let now = clock.now()
+            let skipped = state.withLockedValue { state -> Set<Int64> in
+                state.skipUntil = state.skipUntil.filter { $0.value > now }
+                return Set(state.skipUntil.keys)
+            }
+            let due = try await workers.runIfActive { [queue] in try queue.due(now: now) }
             // Mail released together (a batch, a pool round) leaves in random order (DELAY-1).
-            var order = due
+            var order = due.filter { !skipped.contains($0.id) }
             var generator = random
             order.shuffle(using: &generator)
             for message in order {
-                if Task.isCancelled { break }
+                if stopping { break }
                 await attempt(message)
             }
-            let now = clock.now()
-            if now - state.withLockedValue({ $0.lastPurge }) >= 60 {
-                state.withLockedValue { $0.lastPurge = now }
-                try await workers.runIfActive { [queue] in try queue.purge(now: now) }
+            let after = clock.now()
+            if after - state.withLockedValue({ $0.lastPurge }) >= 60 {
+                state.withLockedValue { $0.lastPurge = after }
+                try await workers.runIfActive { [queue] in try queue.purge(now: after) }
             }
-            if order.count >= 200 { return now }  // more are waiting
+            if due.count >= 200 && order.count > 0 { return after }  // more are waiting
             let next = try await workers.runIfActive { [queue] in try queue.nextDue() }
             let pool = state.withLockedValue { $0.nextPoolRound }
-            return [next, pool].compactMap { $0 }.min()
+            guard let soonest = [next, pool].compactMap({ $0 }).min() else { return nil }
+            // Due but set aside (see skipUntil): look again in a second, not in a busy loop.
+            return soonest <= after && !skipped.isEmpty ? after + 1 : soonest
         } catch {
             logger.error("outbound queue round failed", metadata: ["error": "\(type(of: error))"])
             return clock.now() + 5
@@ -195,19 +218,23 @@ public final class QueueRunner: Sendable {
 
     /// Relays one message to its due recipients and records what happened.
     private func attempt(_ message: QueuedMessage) async {
-        let stored: ByteBuffer
-        do {
-            stored = try await workers.runIfActive { [queue] in try queue.content(of: message) }
-        } catch {
-            logger.error("queued message unreadable", metadata: ["error": "\(type(of: error))"])
-            return
-        }
         let now = clock.now()
-        let sender = "\(message.accountName)@\(settings.internetDomain)"
         var generator = random
-        let outgoing = InternetBoundPreparation.prepare(stored, senderName: message.accountName, domain: settings.domain,
-                                                        internetDomain: settings.internetDomain, now: now, random: &generator)
-        let outcomes = await relay.relay(from: sender, to: message.recipients.map(\.address), message: outgoing)
+        let stored: ByteBuffer?
+        let outcomes: [RelayClient.Outcome]
+        do {
+            let bytes = try await workers.runIfActive { [queue] in try queue.content(of: message) }
+            stored = bytes
+            let outgoing = InternetBoundPreparation.prepare(bytes, senderName: message.accountName, domain: settings.domain,
+                                                            internetDomain: settings.internetDomain, now: now, random: &generator)
+            outcomes = await relay.relay(from: "\(message.accountName)@\(settings.internetDomain)",
+                                         to: message.recipients.map(\.address), message: outgoing)
+        } catch {
+            // An unreadable queue file is retried like a relay that failed, and bounced in the end.
+            logger.error("queued message unreadable", metadata: ["error": "\(type(of: error))"])
+            stored = nil
+            outcomes = message.recipients.map { _ in .temporary(code: nil, status: "4.3.0") }
+        }
         let after = clock.now()
         var results: [Int64: OutboundQueue.Result] = [:]
         var failed: [DeliveryStatusNotification.Recipient] = []
@@ -226,24 +253,30 @@ public final class QueueRunner: Sendable {
                     if notify { delayed.append(.init(address: recipient.address, action: .delayed, status: status, replyCode: code)) }
                     results[recipient.id] = .retry(next: next, code: code, status: status, notified: recipient.notified || notify)
                 } else {
+                    // Expired: the report's status says so; its diagnostic keeps the last reply.
+                    failed.append(.init(address: recipient.address, action: .failed, status: "5.4.7", replyCode: code,
+                                        replyStatus: status))
                     results[recipient.id] = .done
-                    failed.append(.init(address: recipient.address, action: .failed, status: "5.4.7", replyCode: code))
                 }
             }
         }
         let delivered = outcomes.filter { $0 == .delivered }.count
         logger.info("relay attempt", metadata: ["delivered": "\(delivered)", "failed": "\(failed.count)",
                                                 "deferred": "\(outcomes.count - delivered - failed.count)"])
-        do {
-            try await workers.runIfActive { [queue, results] in try queue.record(results, of: message) }
-        } catch {
-            logger.error("queue update failed", metadata: ["error": "\(type(of: error))"])
-        }
-        let header = Array(stored.readableBytesView[..<(HeaderSection.parse(stored.readableBytesView).bodyOffset)])
+        // Reports first: a crash between the two sends one twice rather than never.
+        let header = stored.map { Array($0.readableBytesView[..<(HeaderSection.parse($0.readableBytesView).bodyOffset)]) } ?? []
         for (recipients, retryUntil) in [(failed, nil), (delayed, releasedAt + settings.retry.giveUpAfter)] where !recipients.isEmpty {
             let report = DeliveryStatusNotification(domain: settings.domain, sender: "\(message.accountName)@\(settings.domain)",
                                                     recipients: recipients, originalHeader: header, now: after, retryUntil: retryUntil)
             await deliverReport(report.render(random: &generator), to: message)
+        }
+        do {
+            try await workers.runIfActive { [queue, results] in try queue.record(results, of: message) }
+        } catch {
+            // Not recorded: leave the message alone for the first retry interval rather than
+            // relaying it again at once.
+            logger.error("queue update failed", metadata: ["error": "\(type(of: error))"])
+            state.withLockedValue { $0.skipUntil[message.id] = after + settings.retry.first }
         }
     }
 

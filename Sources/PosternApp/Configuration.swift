@@ -289,6 +289,15 @@ extension PosternConfiguration {
         if config.delayNoticeAfter >= config.giveUpAfter {
             errors.append(ConfigurationError(key: "queue.delay_notice_after", message: "must be shorter than queue.give_up_after"))
         }
+        if !(1...3600).contains(config.relayTimeout) {
+            errors.append(ConfigurationError(key: "relay.timeout", message: "must be between 1s and 1h"))
+        }
+        if config.giveUpAfter > 30 * 86400 {
+            errors.append(ConfigurationError(key: "queue.give_up_after", message: "must be at most 30 days"))
+        }
+        if config.poolInterval > 7 * 86400 {
+            errors.append(ConfigurationError(key: "delay.pool_interval", message: "must be at most 7 days"))
+        }
         if !(8...40).contains(config.hashcashBits) {
             errors.append(ConfigurationError(key: "hashcash.bits", message: "must be between 8 and 40"))
         }

@@ -52,8 +52,7 @@ public final class CoreService: Service {
             let queueTask = Task { await runner?.run() }
             // OPS-4: run until SIGTERM/SIGINT, then stop accepting and let sessions end.
             try? await gracefulShutdown()
-            queueTask.cancel()
-            runner?.wake()
+            runner?.stop()
             await queueTask.value
         } catch {
             logger.error("cannot start listeners", metadata: ["error": "\(error)"])

@@ -161,7 +161,7 @@ final class SubmissionService: SubmissionBackend {
             let pending = earlier.filter { $0.domain != stores.configuration.domain }.count
             guard allowance.remaining > pending else {
                 let frees = allowance.freesAt.map { "; the next one frees up at \(RFC5322Date.format(secondsSince1970: $0, roundedToMinute: false))" } ?? ""
-                return .rejected(SMTPReply(450, "4.7.1", "Internet recipient quota used up: \(quota) per 24 hours\(frees). A hashcash stamp in an X-Hashcash header adds \(stores.configuration.hashcashRecipients) (postern hashcash mint \(sender))"))
+                return .rejected(SMTPReply(450, "4.7.1", "Internet recipient quota used up: \(quota) per 24 hours\(frees). Each hashcash stamp adds \(stores.configuration.hashcashRecipients): send one to yourself in an X-Hashcash header first (postern hashcash mint \(sender))"))
             }
             return .accepted
         } catch {
@@ -329,7 +329,7 @@ final class SubmissionService: SubmissionBackend {
                     completion(.accepted)
                 case .failure(DeliveryFailure.internetQuota(let freesAt)):
                     let frees = freesAt.map { "; the next one frees up at \(RFC5322Date.format(secondsSince1970: $0, roundedToMinute: false))" } ?? ""
-                    completion(.rejected(SMTPReply(450, "4.7.1", "Internet recipient quota used up\(frees). A hashcash stamp adds \(hashcashRecipients)")))
+                    completion(.rejected(SMTPReply(450, "4.7.1", "Internet recipient quota used up\(frees). Each hashcash stamp adds \(hashcashRecipients): send one to yourself in an X-Hashcash header first")))
                 case .failure(DeliveryFailure.stampSpent):
                     completion(.rejected(SMTPReply(550, "5.7.1", "X-Hashcash: this stamp was already used; mint a new one")))
                 case .failure(DeliveryFailure.mailboxFull(let name)):

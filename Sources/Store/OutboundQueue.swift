@@ -89,7 +89,7 @@ public final class OutboundQueue: Sendable {
             let rows = try Row.fetchAll(db, sql: """
                 SELECT \(Self.messageColumns), r.id, r.address, r.attempts, r.next_attempt, r.last_code, r.last_status, r.notified
                 FROM outbound_recipient r JOIN outbound o ON o.id = r.outbound_id JOIN account a ON a.id = o.account_id
-                WHERE r.next_attempt IS NOT NULL AND r.next_attempt <= ? ORDER BY r.next_attempt, r.id LIMIT ?
+                WHERE r.next_attempt IS NOT NULL AND r.next_attempt <= ? ORDER BY r.next_attempt, random() LIMIT ?
                 """, arguments: [now, limit])
             return Self.group(rows)
         }
@@ -206,7 +206,8 @@ public final class OutboundQueue: Sendable {
     public func purge(now: Int64) throws {
         try folder.database.write { db in
             try db.execute(sql: "DELETE FROM internet_send WHERE at <= ?", arguments: [now - InternetAllowance.window])
-            try db.execute(sql: "DELETE FROM hashcash_spent WHERE expires <= ?", arguments: [now])
+            // A stamp is valid up to and including its expiry second (HashcashStamp.verify).
+            try db.execute(sql: "DELETE FROM hashcash_spent WHERE expires < ?", arguments: [now])
         }
     }
 

@@ -56,4 +56,26 @@ import Testing
         #expect(problem(Self.published, at: now + 29 * 86400) == .expired)
         #expect(problem(Self.published, at: now - 3 * 86400) == .future)
     }
+
+    @Test func theStampIsHashedAsWritten() throws {
+        // "020" for "20": the text hashes differently, so the work does not carry over.
+        let padded = try HashcashStamp.parse("1:020:060408:adam@cypherspace.org::1QTjaYd7niiQA/sc:ePa")
+        #expect(padded.description == "1:020:060408:adam@cypherspace.org::1QTjaYd7niiQA/sc:ePa")
+        #expect(throws: HashcashStamp.Problem.notWorked(required: 20)) {
+            try padded.verify(resource: "adam@cypherspace.org", requiredBits: 20, now: Self.april2006)
+        }
+        #expect(throws: HashcashStamp.Problem.self) { try HashcashStamp.parse("1:+20:060408:adam@cypherspace.org::1QTjaYd7niiQA/sc:ePa") }
+        #expect(try HashcashStamp.parse("  \(Self.published) ").spentKey == HashcashStamp.parse(Self.published).spentKey)
+    }
+
+    @Test func clientTextInProblemsIsQuotedSafely() {
+        #expect(HashcashStamp.quoted("a\u{1}b\u{7f}c") == "a?b?c")
+        #expect(HashcashStamp.quoted(String(repeating: "x", count: 100)).count == 41)
+        do {
+            _ = try HashcashStamp.parse("1:20:\u{1}\u{2}" + String(repeating: "9", count: 300) + ":r::a:b")
+            Issue.record("must not parse")
+        } catch {
+            #expect("\(error)".count < 120 && !"\(error)".unicodeScalars.contains { $0.value < 0x20 })
+        }
+    }
 }

@@ -171,7 +171,7 @@ final class FakeRelay: MessageRelay {
             let bounce = try #require(reports.first { $0.contains("Action: failed") })
             #expect(bounce.contains("Content-Type: multipart/report; report-type=delivery-status;"))
             #expect(bounce.contains("Final-Recipient: rfc822; bob@example.com\r\nAction: failed\r\nStatus: 5.4.7\r\n"))
-            #expect(bounce.contains("Diagnostic-Code: smtp; 451 5.4.7"))
+            #expect(bounce.contains("Diagnostic-Code: smtp; 451 4.3.0"))  // the last real reply
             #expect(bounce.contains("Content-Type: text/rfc822-headers\r\n\r\nReturn-Path: <alice@mail.i2p>\r\nDate:"))
             #expect(!bounce.contains(".body line"), "the DSN returns the header only")
             #expect(bounce.contains("From: Mail Delivery System <MAILER-DAEMON@mail.i2p>") && bounce.contains("Auto-Submitted: auto-replied"))
@@ -271,6 +271,52 @@ final class FakeRelay: MessageRelay {
             let queued = try again.all()
             #expect(queued.count == 1 && queued[0].releaseAt == release && queued[0].recipients.map(\.address) == ["bob@example.com"])
             #expect(String(buffer: try again.content(of: queued[0])) == Self.message)
+        }
+    }
+
+    @Test func anUnreadableQueueFileIsRetriedThenBouncedNotSpunOn() async throws {
+        try await Self.withRunner { f in
+            try await f.submit(Self.message, to: ["bob@example.com"], releaseAt: f.clock.now())
+            for name in try f.queueFiles() { try FileManager.default.removeItem(atPath: f.folder.queueDirectory.appendingPathComponent(name).path) }
+            let next = await f.runner.runOnce()
+            #expect(f.relay.calls.withLockedValue { $0 }.isEmpty)
+            let entry = try #require(try f.queue.all().first?.recipients.first)
+            #expect(entry.attempts == 1 && entry.lastStatus == "4.3.0")
+            #expect(next.map { $0 > f.clock.now() } == true, "the next round is in the future")
+            f.clock.advance(86400 + 1)
+            _ = await f.runner.runOnce()
+            #expect(try f.queue.all().isEmpty)
+            let reports = try f.mailbox()
+            #expect(reports.count == 1 && reports[0].contains("Status: 5.4.7"))
+        }
+    }
+
+    @Test func runSleepsUntilWokenAndStopsWhenAsked() async throws {
+        try await Self.withRunner { f in
+            let runner = f.runner
+            let loop = Task { await runner.run() }
+            try await Task.sleep(nanoseconds: 150_000_000)  // idle: asleep for up to a second
+            try await f.submit(Self.message, to: ["bob@example.com"], releaseAt: f.clock.now())
+            let woken = ContinuousClock.now
+            runner.wake()
+            while f.relay.calls.withLockedValue({ $0.isEmpty }) && ContinuousClock.now - woken < .seconds(3) {
+                try await Task.sleep(nanoseconds: 5_000_000)
+            }
+            #expect(ContinuousClock.now - woken < .milliseconds(500), "wake() must end the sleep")
+            // A storm of wake-ups from many tasks at once: no lost or doubled resumption.
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 { group.addTask { for _ in 0..<2000 { runner.wake() } } }
+            }
+            try await f.submit(Self.message, to: ["carol@example.com"], releaseAt: f.clock.now())
+            let submitted = ContinuousClock.now
+            while f.relay.calls.withLockedValue({ $0.count }) < 2 && ContinuousClock.now - submitted < .seconds(3) {
+                try await Task.sleep(nanoseconds: 5_000_000)
+            }
+            #expect(f.relay.calls.withLockedValue { $0.count } == 2)
+            let stopping = ContinuousClock.now
+            runner.stop()
+            await loop.value
+            #expect(ContinuousClock.now - stopping < .milliseconds(500))
         }
     }
 }

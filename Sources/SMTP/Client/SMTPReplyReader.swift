@@ -9,7 +9,6 @@ public struct SMTPReplyReader: Sendable {
         public var enhanced: String?
         public var lines: [String]
 
-        public var isPositive: Bool { (200..<400).contains(code) }
         public var isTemporary: Bool { (400..<500).contains(code) }
         public var isPermanent: Bool { code >= 500 }
     }
