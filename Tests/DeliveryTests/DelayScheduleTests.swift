@@ -33,6 +33,9 @@ import Testing
         let expected = Double(delays.count) / 10
         let chiSquare = buckets.reduce(0.0) { $0 + pow(Double($1) - expected, 2) / expected }
         #expect(chiSquare < 27.9, "buckets \(buckets)")
+        let sorted = delays.sorted()
+        print("defer 2000-4000 s, \(delays.count) draws: min \(sorted.first!) s, median \(sorted[sorted.count / 2]) s, "
+              + "max \(sorted.last!) s, mean \(mean) s, chi-square (10 buckets) \(chiSquare)")
     }
 
     @Test func batchReleasesExactlyAtTheNextBoundary() {

@@ -96,8 +96,14 @@ class SmtpSink:
         self.stop()
         return self.start(*options)
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def messages(self) -> list[Dumped]:
         """Every dumped transaction, in arrival order."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"smtp-sink died (exit status {self.proc.returncode}): "
+                                 + (self.folder / "smtp-sink.log").read_text(errors="replace")[-2000:])
         out = []
         for p in self.dump_dir.iterdir():
             if time.time() - p.stat().st_mtime < 0.3:

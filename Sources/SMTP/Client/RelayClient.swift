@@ -97,7 +97,7 @@ public struct RelayClient: Sendable {
         defer { limit.cancel() }
         do {
             return try await channel.executeThenClose { inbound, outbound in
-                var dialogue = Dialogue(lines: inbound.makeAsyncIterator(), outbound: outbound)
+                var dialogue = Dialogue(lines: inbound.makeAsyncIterator(), outbound: outbound, channel: channel.channel)
                 do {
                     try Step.session.expect([220], try await dialogue.reply())
                     var ehlo = try await dialogue.command("EHLO \(configuration.helo)")
@@ -135,7 +135,7 @@ public struct RelayClient: Sendable {
                         }
                     }
                     guard !open.isEmpty else {
-                        try? await dialogue.send("QUIT")
+                        await dialogue.quit()
                         return rest(.temporary(code: nil, status: "4.4.2"))
                     }
                     try Step.transaction.expect([354], try await dialogue.command("DATA"))
@@ -144,10 +144,10 @@ public struct RelayClient: Sendable {
                     let result: Outcome = (200..<300).contains(final.code) ? .delivered
                         : final.isTemporary || final.isPermanent ? Self.outcome(of: final) : Self.unexpected(final)
                     for index in open { outcomes[index] = result }
-                    try? await dialogue.send("QUIT")
+                    await dialogue.quit()
                     return rest(.temporary(code: nil, status: "4.4.2"))
                 } catch let refusal as Refusal {
-                    try? await dialogue.send("QUIT")
+                    await dialogue.quit()
                     return rest(refusal.outcome)
                 }
             }
@@ -186,14 +186,19 @@ public struct RelayClient: Sendable {
     private struct Refusal: Error { var outcome: Outcome }
     struct ConnectionLost: Error {}
 
+    static let quitWait = TimeAmount.seconds(10)
+
     private struct Dialogue {
         var lines: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
         var outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        let channel: any Channel
         var reader = SMTPReplyReader()
 
-        init(lines: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+        init(lines: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+             channel: any Channel) {
             self.lines = lines
             self.outbound = outbound
+            self.channel = channel
         }
 
         mutating func reply() async throws -> SMTPReplyReader.Reply {
@@ -205,6 +210,16 @@ public struct RelayClient: Sendable {
 
         func send(_ line: String) async throws {
             try await outbound.write(ByteBuffer(string: line + "\r\n"))
+        }
+
+        /// QUIT, and its 221 awaited (RFC 5321 4.1.1.10: the client SHOULD wait for it, and a
+        /// server writing 221 to a socket already closed may die of SIGPIPE), for at most
+        /// `quitWait`: the outcome is settled already.
+        mutating func quit() async {
+            let channel = self.channel
+            let cap = channel.eventLoop.scheduleTask(in: RelayClient.quitWait) { channel.close(promise: nil) }
+            defer { cap.cancel() }
+            _ = try? await command("QUIT")
         }
 
         mutating func command(_ line: String) async throws -> SMTPReplyReader.Reply {
