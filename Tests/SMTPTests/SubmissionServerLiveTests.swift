@@ -61,8 +61,9 @@ final class LineClient {
     }
 }
 
-/// Serialized: `LineClient` blocks its thread in recv, and two such tests at once could starve the
-/// cooperative threads that the fake backend's tasks (the protocol's default path) need.
+/// Serialized: `LineClient` blocks its thread in recv; two such tests at once would hold both
+/// cooperative threads of a two-core machine. (The fake backend answers on the event loop, so a
+/// blocked cooperative pool cannot delay its replies.)
 @Suite(.serialized) struct SubmissionServerLiveTests {
     func withServer(_ configuration: SubmissionServerConfiguration = .init(port: 0),
                     backend: FakeSubmissionBackend = .init(),

@@ -11,6 +11,10 @@ final class FakeSubmissionBackend: SubmissionBackend {
     let passwords = ["alice": "correct-horse-1", "bob": "correct-horse-2"]
 
     func authenticate(username: String, password: String) async -> SMTPAuthOutcome {
+        authenticateNow(username: username, password: password)
+    }
+
+    func authenticateNow(username: String, password: String) -> SMTPAuthOutcome {
         let name = username.lowercased().replacingOccurrences(of: "@mail.i2p", with: "")
         if username == "tempfail" { return .temporaryFailure }
         guard passwords[name] == password else { return .failure }
@@ -18,6 +22,10 @@ final class FakeSubmissionBackend: SubmissionBackend {
     }
 
     func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
+        checkNow(recipient)
+    }
+
+    func checkNow(_ recipient: EmailAddress) -> RecipientVerdict {
         guard recipient.domain == "mail.i2p" else {
             return .rejected(SMTPReply(550, "5.7.1", "Relaying denied"))
         }
@@ -28,8 +36,28 @@ final class FakeSubmissionBackend: SubmissionBackend {
     }
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
+        deliverNow(envelope, message: message)
+    }
+
+    func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer) -> DeliveryOutcome {
         delivered.withLockedValue { $0.append((envelope, String(buffer: message))) }
         return .accepted
+    }
+
+    // Answered on the event loop itself: the live tests' blocking `LineClient` holds a
+    // cooperative thread in recv, and on a two-core machine a parallel suite can hold the other,
+    // so the default variants (a Swift task each) could wait past the client's timeout.
+    func authenticate(username: String, password: String, on loop: any EventLoop) -> EventLoopFuture<SMTPAuthOutcome> {
+        loop.makeSucceededFuture(authenticateNow(username: username, password: password))
+    }
+
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress],
+                        on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict> {
+        loop.makeSucceededFuture(checkNow(recipient))
+    }
+
+    func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<DeliveryOutcome> {
+        loop.makeSucceededFuture(deliverNow(envelope, message: message))
     }
 
     var messages: [String] { delivered.withLockedValue { $0.map(\.1) } }
