@@ -61,9 +61,16 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The Internet gateway's parts (GW-1..3): DKIM signing so far.
+        .target(name: "Gateway", dependencies: [
+            "MailCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CryptoExtras", package: "swift-crypto"),
+        ]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
-            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway",
+            .product(name: "CryptoExtras", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -109,6 +116,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MailCore"]),
         .testTarget(name: "PosternAppTests", dependencies: [
             "PosternApp", "Store", "SMTP", "POP3", "MailCore", "Delivery",
             .product(name: "NIOCore", package: "swift-nio"),

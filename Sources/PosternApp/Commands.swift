@@ -1,6 +1,7 @@
 import ArgumentParser
 import Delivery
 import Foundation
+import Gateway
 import Logging
 import MailCore
 import ServiceLifecycle
@@ -11,7 +12,7 @@ public struct PosternCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "postern",
         abstract: "Anonymous e-mail for the I2P network.",
-        subcommands: [Serve.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, HashcashCommand.self])
+        subcommands: [Serve.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, HashcashCommand.self, GatewayCommand.self])
 
     public init() {}
 }
@@ -351,4 +352,67 @@ struct HashcashCommand: AsyncParsableCommand {
             print(HashcashStamp.mint(resource: address.lowercased(), bits: bits, now: Int64(Date().timeIntervalSince1970), random: &random))
         }
     }
+}
+
+/// `postern gateway`: the Internet gateway's tools. (The gateway service itself comes with its
+/// issue; DKIM keys can be made and tried now.)
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "gateway", abstract: "The Internet gateway's tools.",
+                                                    subcommands: [DKIMKeygen.self, DKIMSign.self])
+
+    struct DKIMKeygen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dkim-keygen",
+            abstract: "Make an RSA-2048 and an Ed25519 DKIM key (mode 0600) and print the DNS TXT records that publish them.")
+        @Option(help: "Selector prefix: the keys get SELECTOR-rsa and SELECTOR-ed25519.") var selector = "postern"
+        @Option(help: "The Internet mail domain the keys sign for.") var domain = "i2pmail.org"
+        @Option(help: "Folder for the key files.") var dir = "."
+
+        func run() async throws {
+            let keys: [(String, DKIM.Key)] = [
+                ("\(selector)-rsa", .rsa(try _RSA_key())),
+                ("\(selector)-ed25519", .ed25519(.init())),
+            ]
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for (name, key) in keys {
+                let path = "\(dir)/\(name).key"
+                guard !FileManager.default.fileExists(atPath: path) else { throw UserError("\(path) exists: not overwritten") }
+                guard FileManager.default.createFile(atPath: path, contents: Data(key.pemRepresentation.utf8),
+                                                     attributes: [.posixPermissions: 0o600]) else {
+                    throw UserError("cannot write \(path)")
+                }
+                print("; \(key.algorithm) key in \(path)")
+                print("\(name)._domainkey.\(domain). IN TXT \"\(key.dnsRecord)\"")
+            }
+        }
+    }
+
+    struct DKIMSign: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dkim-sign",
+            abstract: "Sign the message on standard input (CRLF or LF lines) and print it with its DKIM-Signature: for checking a key and its DNS record.")
+        @Option(help: "Private key file (PEM) from dkim-keygen.") var key: String
+        @Option(help: "Selector the key is published under.") var selector: String
+        @Option(help: "Signing domain (d=).") var domain = "i2pmail.org"
+
+        func run() async throws {
+            guard let pem = try? String(contentsOfFile: key, encoding: .utf8) else { throw UserError("cannot read \(key)") }
+            let signingKey: DKIM.Key
+            do { signingKey = try DKIM.Key(pem: pem) } catch { throw UserError("\(key) is not a PEM private key") }
+            var input = FileHandle.standardInput.readDataToEndOfFile()
+            // Lines to CRLF, as on the wire.
+            input = Data(String(decoding: input, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+                .replacingOccurrences(of: "\n", with: "\r\n").utf8)
+            let signed = try DKIM.sign(Array(input), domain: domain, selector: selector, key: signingKey,
+                                       time: Int64(Date().timeIntervalSince1970))
+            FileHandle.standardOutput.write(Data(signed))
+        }
+    }
+}
+
+import CryptoExtras
+
+/// A fresh RSA-2048 key (RFC 8301: at least 1024 bits, 2048 recommended).
+func _RSA_key() throws -> _RSA.Signing.PrivateKey {
+    try _RSA.Signing.PrivateKey(keySize: .bits2048)
 }
