@@ -61,11 +61,13 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // The Internet gateway's parts (GW-1..3): DKIM signing so far.
+        // The Internet gateway's parts (GW-1..3): DKIM signing and the DNS stub resolver so far.
         .target(name: "Gateway", dependencies: [
             "MailCore",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "CryptoExtras", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
@@ -116,7 +118,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MailCore"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "MailCore", "TestSupport"]),
         .testTarget(name: "PosternAppTests", dependencies: [
             "PosternApp", "Store", "SMTP", "POP3", "MailCore", "Delivery",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -358,7 +358,68 @@ struct HashcashCommand: AsyncParsableCommand {
 /// issue; DKIM keys can be made and tried now.)
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gateway", abstract: "The Internet gateway's tools.",
-                                                    subcommands: [DKIMKeygen.self, DKIMSign.self])
+                                                    subcommands: [DKIMKeygen.self, DKIMSign.self, MX.self, DNS.self])
+
+    static func resolver(_ text: String) throws -> DNSResolver {
+        guard let address = HostPort(text) else { throw UserError("--resolver: expected host:port such as 127.0.0.1:53") }
+        return DNSResolver(host: address.host, port: address.port)
+    }
+
+    struct MX: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "mx", abstract: "Show where the gateway would deliver mail for DOMAIN (RFC 5321 5.1: MX by preference, else the domain's address).")
+        @Argument var domain: String
+        @Option(help: "The recursive resolver, host:port.") var resolver = "127.0.0.1:53"
+
+        func run() async throws {
+            var random = SystemRandomNumberGenerator()
+            let dns = try GatewayCommand.resolver(resolver)
+            do {
+                switch try await dns.route(to: domain, random: &random) {
+                case .hosts(let hosts):
+                    for host in hosts {
+                        let addresses = try await dns.addresses(of: host)
+                        print("\(host)\t\(addresses.isEmpty ? "(no address)" : addresses.joined(separator: " "))")
+                    }
+                case .acceptsNoMail:
+                    print("\(domain) accepts no mail (null MX, RFC 7505): mail to it fails at once")
+                    throw ExitCode(2)
+                case .noSuchDomain:
+                    print("\(domain) does not exist or has neither MX nor address: mail to it fails at once")
+                    throw ExitCode(2)
+                }
+            } catch let failure as DNSResolver.Failure {
+                throw UserError("\(failure): mail to \(domain) would be retried later")
+            }
+        }
+    }
+
+    struct DNS: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "dns", abstract: "Ask the resolver for NAME's A, AAAA, MX, TXT or CNAME records.")
+        @Argument(help: "a, aaaa, mx, txt or cname") var type: String
+        @Argument var name: String
+        @Option(help: "The recursive resolver, host:port.") var resolver = "127.0.0.1:53"
+
+        func run() async throws {
+            guard let recordType = ["a": DNSRecordType.a, "aaaa": .aaaa, "mx": .mx, "txt": .txt, "cname": .cname][type.lowercased()] else {
+                throw UserError("unknown type \(type): use a, aaaa, mx, txt or cname")
+            }
+            let response: DNSResponse
+            do { response = try await GatewayCommand.resolver(resolver).query(name, recordType) } catch {
+                throw UserError("\(error)")
+            }
+            if response.code == .nameError { print("\(name): no such domain"); throw ExitCode(2) }
+            for record in response.answers {
+                switch record.data {
+                case .a(let b): print("\(record.name)\tA\t\(b.map(String.init).joined(separator: "."))")
+                case .aaaa(let b): print("\(record.name)\tAAAA\t\(b.map { String($0, radix: 16) }.joined(separator: " "))")
+                case .mx(let p, let x): print("\(record.name)\tMX\t\(p) \(x.isEmpty ? "." : x)")
+                case .txt(let t): print("\(record.name)\tTXT\t\"\(t)\"")
+                case .cname(let c): print("\(record.name)\tCNAME\t\(c)")
+                }
+            }
+        }
+    }
 
     struct DKIMKeygen: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
