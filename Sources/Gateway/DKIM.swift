@@ -99,11 +99,11 @@ public enum DKIM {
         let header = HeaderSection.parse(message)
         let body = header.bodyOffset <= message.count ? Array(message[header.bodyOffset...]) : []
         let bodyHash = Data(SHA256.hash(data: relaxedBody(body))).base64EncodedString()
-        // Only the names that are present are listed (plus From's second, empty instance).
+        // The names that are present are listed; From always, twice (RFC 6376 5.4: From MUST be
+        // in h=; listed when absent, its absence is what is signed).
         let present = Set(header.fields.map { $0.name.lowercased() })
         var names: [String] = []
-        for name in signedFields where present.contains(name) || (name == "from" && names.contains("from")) {
-            if name != "from" && names.contains(name) { continue }
+        for name in signedFields where name == "from" || (present.contains(name) && !names.contains(name)) {
             names.append(name)
         }
         let unsigned = "DKIM-Signature: v=1; a=\(key.algorithm); c=relaxed/relaxed; d=\(domain); s=\(selector);\r\n"

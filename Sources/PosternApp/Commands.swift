@@ -358,7 +358,23 @@ struct HashcashCommand: AsyncParsableCommand {
 /// issue; DKIM keys can be made and tried now.)
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gateway", abstract: "The Internet gateway's tools.",
-                                                    subcommands: [DKIMKeygen.self, DKIMSign.self, MX.self, DNS.self])
+                                                    subcommands: [DKIMKeygen.self, DKIMSign.self, DKIMVerify.self, MX.self, DNS.self])
+
+    struct DKIMVerify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dkim-verify",
+            abstract: "Check the DKIM signatures of the message on standard input, keys from DNS; print one Authentication-Results verdict per signature.")
+        @Option(help: "The recursive resolver, host:port.") var resolver = "127.0.0.1:53"
+
+        func run() async throws {
+            let input = FileHandle.standardInput.readDataToEndOfFile()
+            let message = Data(String(decoding: input, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+                .replacingOccurrences(of: "\n", with: "\r\n").utf8)
+            let results = await DKIM.verify(Array(message), keys: try GatewayCommand.resolver(resolver), now: Int64(Date().timeIntervalSince1970))
+            for result in results { print(result.authenticationResult) }
+            if !results.allSatisfy({ $0.verdict == .pass }) { throw ExitCode(1) }
+        }
+    }
 
     static func resolver(_ text: String) throws -> DNSResolver {
         guard let address = HostPort(text) else { throw UserError("--resolver: expected host:port such as 127.0.0.1:53") }

@@ -1,4 +1,5 @@
 import Crypto
+import MailCore
 import Foundation
 import Testing
 @testable import Gateway
@@ -55,5 +56,42 @@ import Testing
         #expect(again.dnsRecord == "v=DKIM1; k=ed25519; p=\(ed.publicKey.rawRepresentation.base64EncodedString())")
         #expect(DKIM.Key.ed25519(ed).pemRepresentation.hasPrefix("-----BEGIN PRIVATE KEY-----\n"))
         #expect(throws: (any Error).self) { try DKIM.Key(pem: "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n") }
+    }
+}
+
+/// The verifier's pure parts; real signatures from dkimpy are checked in tests/interop/test_dkim.py.
+@Suite struct DKIMVerifierTests {
+    static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    @Test func theSignatureValueIsRemovedButNotBH() {
+        let raw = Self.bytes("DKIM-Signature: v=1; bh=AAAA;\r\n\tb=abc\r\n\t def; d=x")
+        #expect(DKIM.withoutSignatureValue(raw) == Self.bytes("DKIM-Signature: v=1; bh=AAAA;\r\n\tb=; d=x"))
+        #expect(DKIM.withoutSignatureValue(Self.bytes("DKIM-Signature: b = xyz")) == Self.bytes("DKIM-Signature: b ="))
+    }
+
+    @Test func simpleBodyAndTagLists() {
+        #expect(DKIM.simpleBody([]) == [13, 10])
+        #expect(DKIM.simpleBody(Self.bytes("a \r\n\r\n\r\n")) == Self.bytes("a \r\n"))
+        #expect(DKIM.tagList(" v = DKIM1 ; k=ed25519;p= AB\r\n CD ; v=ignored") == ["v": "DKIM1", "k": "ed25519", "p": "AB\r\n CD"])
+    }
+
+    @Test func ourSignaturesVerifyAndTheirFlawsAreNamed() throws {
+        let key = Curve25519.Signing.PrivateKey()
+        let record = DKIM.Key.ed25519(key).dnsRecord
+        let message = Self.bytes("From: a@i2pmail.org\r\nSubject: s\r\n\r\nbody\r\n")
+        func check(_ signed: [UInt8], record: String, now: Int64 = 100) throws -> DKIMResult {
+            let header = HeaderSection.parse(signed)
+            let field = header.fields[0]
+            return DKIM.check(try DKIM.Signature(field), field: field, header: header, message: signed, keyRecord: record, now: now)
+        }
+        let signed = try DKIM.sign(message, domain: "i2pmail.org", selector: "s", key: .ed25519(key), time: 50)
+        #expect(try check(signed, record: record).verdict == .pass)
+        #expect(try check(signed, record: "v=DKIM1; k=ed25519; p=").reason == "key revoked")
+        #expect(try check(signed, record: "v=DKIM1; k=rsa; p=AAAA").reason == "algorithm does not match the key")
+        let other = DKIM.Key.ed25519(.init()).dnsRecord
+        #expect(try check(signed, record: other) == DKIMResult(verdict: .fail, domain: "i2pmail.org", selector: "s",
+                                                                reason: "signature did not verify"))
+        let expiring = Self.bytes(String(decoding: signed, as: UTF8.self).replacingOccurrences(of: "t=50;", with: "t=50; x=60;"))
+        #expect(try check(expiring, record: record, now: 100).reason == "signature expired")
     }
 }

@@ -76,3 +76,76 @@ def test_every_corpus_message_verifies_with_both_keys(keys, path):
     # dkimpy checks the first signature; strip the top one to check the other.
     assert verifies(both, records)
     assert verifies(both[both.index(b"DKIM-Signature: v=1; a=rsa"):], records)
+
+
+# -- verification: signatures made by dkimpy, keys from dnsmasq -----------------------------------
+
+import base64  # noqa: E402
+
+from dnsserver import DnsServer  # noqa: E402
+from sink import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def published(keys, tmp_path_factory):
+    """dnsmasq publishing the generated keys; yields (folder, resolver "host:port")."""
+    folder, records = keys
+    dns = DnsServer(tmp_path_factory.mktemp("dkim-dns"), [("TXT", name, text) for name, text in records.items()]).start()
+    yield folder, f"127.0.0.1:{dns.port}"
+    dns.stop()
+
+
+def dkimpy_sign(folder: Path, selector: str, message: bytes, canon: tuple[bytes, bytes]) -> bytes:
+    pem = (folder / f"{selector}.key").read_bytes()
+    if selector.endswith("ed25519"):
+        der = base64.b64decode(b"".join(l for l in pem.splitlines() if not l.startswith(b"-----")))
+        key, algorithm = base64.b64encode(der[-32:]), b"ed25519-sha256"
+    else:
+        key, algorithm = pem, b"rsa-sha256"
+    signature = dkim.sign(message, selector.encode(), b"i2pmail.org", key, canonicalize=canon,
+                          signature_algorithm=algorithm, include_headers=[b"from", b"to", b"subject", b"date"])
+    return signature + message
+
+
+def postern_verify(message: bytes, resolver: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(postern_bin()), "gateway", "dkim-verify", "--resolver", resolver], input=message,
+                          capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("selector", ["t-rsa", "t-ed25519"])
+@pytest.mark.parametrize("canon", [(b"relaxed", b"relaxed"), (b"simple", b"simple"), (b"relaxed", b"simple")],
+                         ids=["relaxed-relaxed", "simple-simple", "relaxed-simple"])
+def test_postern_verifies_what_dkimpy_signs(published, selector, canon):
+    folder, resolver = published
+    signed = dkimpy_sign(folder, selector, MESSAGE, canon)
+    cp = postern_verify(signed, resolver)
+    assert cp.returncode == 0 and cp.stdout.decode().strip() == f"dkim=pass header.d=i2pmail.org header.s={selector}", cp.stdout + cp.stderr
+    bad = postern_verify(signed.replace(b"Hello,", b"Hullo,"), resolver)
+    assert bad.returncode == 1 and b"dkim=fail (body hash did not verify)" in bad.stdout
+    bad = postern_verify(signed.replace(b"Subject: DKIM test", b"Subject: DKIM best"), resolver)
+    assert bad.returncode == 1 and b"dkim=fail (signature did not verify)" in bad.stdout
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
+def test_postern_verifies_corpus_messages_both_ways(published, path):
+    folder, resolver = published
+    message = path.read_bytes()
+    theirs = dkimpy_sign(folder, "t-rsa", message, (b"relaxed", b"relaxed"))
+    ours = sign(folder, "t-ed25519", message)
+    for signed in (theirs, ours):
+        cp = postern_verify(signed, resolver)
+        assert cp.returncode == 0 and cp.stdout.decode().startswith("dkim=pass"), cp.stdout + cp.stderr
+
+
+def test_missing_keys_and_dns_failures_are_told_apart(published):
+    folder, resolver = published
+    signed = sign(folder, "t-rsa", MESSAGE).replace(b"s=t-rsa;", b"s=nobody;")
+    cp = postern_verify(signed, resolver)
+    assert b"dkim=permerror (no key) header.d=i2pmail.org header.s=nobody" in cp.stdout
+    cp = postern_verify(sign(folder, "t-rsa", MESSAGE), f"127.0.0.1:{free_port()}")
+    assert b"dkim=temperror (key lookup failed)" in cp.stdout
+    cp = postern_verify(MESSAGE, resolver)
+    assert cp.stdout.strip() == b"dkim=neutral (no signature)"
+    # RFC 6376 6.1.1: a signature whose h= leaves out From is ignored.
+    no_from = sign(folder, "t-rsa", MESSAGE).replace(b"h=from:from:", b"h=")
+    assert postern_verify(no_from, resolver).stdout.strip() == b"dkim=permerror (From not signed)"
