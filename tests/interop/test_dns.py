@@ -1,6 +1,6 @@
 """The gateway's DNS stub resolver against dnsmasq (issue 6 groundwork): MX routes by preference
-(RFC 5321 5.1), the implicit MX, NXDOMAIN as a permanent answer, long TXT records (a DKIM key),
-and a resolver that does not answer as a temporary failure.
+(RFC 5321 5.1), the implicit MX, NXDOMAIN as a permanent answer, long TXT records (a DKIM key; one
+too long for UDP, asked again over TCP), and a resolver that does not answer as a temporary failure.
 """
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from harness import postern_bin
 from sink import free_port
 
 LONG_TXT = "v=DKIM1; k=rsa; p=" + "A" * 392
+# Three records of 500 octets: more than EDNS's 1232 octets of UDP, so dnsmasq truncates the
+# answer and it comes again over TCP.
+HUGE_TXT = ["x" * 500, "y" * 500, "z" * 500]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,7 @@ def dns(tmp_path_factory):
         ("A", "nomx.test", "127.0.0.5"),
         ("TXT", "postern-rsa._domainkey.i2pmail.org", LONG_TXT),
         ("TXT", "example.test", "v=spf1 ip4:127.0.0.1 -all"),
+        *[("TXT", "huge.test", text) for text in HUGE_TXT],
     ]).start()
     yield server
     server.stop()
@@ -54,6 +58,14 @@ def test_txt_records_long_and_short(dns):
     assert cp.returncode == 0 and f'\tTXT\t"{LONG_TXT}"' in cp.stdout, cp.stdout + cp.stderr
     cp = postern("dns", "txt", "example.test", "--resolver", f"127.0.0.1:{dns.port}")
     assert '"v=spf1 ip4:127.0.0.1 -all"' in cp.stdout
+
+
+def test_a_truncated_answer_is_asked_again_over_tcp(dns):
+    cp = postern("dns", "txt", "huge.test", "--resolver", f"127.0.0.1:{dns.port}")
+    assert cp.returncode == 0, cp.stderr
+    assert sorted(line.split("\t")[2].strip('"') for line in cp.stdout.splitlines()) == HUGE_TXT
+    log = (dns.folder / "dnsmasq.log").read_text(errors="replace")
+    assert log.count("query[TXT] huge.test") == 2, "expected the UDP query and the TCP one"
 
 
 def test_a_silent_resolver_is_a_temporary_failure(dns):

@@ -10,7 +10,7 @@ public struct DNSResolver: Sendable {
         /// No usable answer: a temporary failure (retry later), never a bounce.
         case noAnswer
         case serverFailure(DNSResponse.Code)
-        /// The answer did not fit in UDP; TCP is not spoken yet.
+        /// The answer did not fit in UDP, and TCP gave none either.
         case truncated
         case badName
 
@@ -46,10 +46,14 @@ public struct DNSResolver: Sendable {
             let id = UInt16.random(in: 0...UInt16.max, using: &random)
             let packet: [UInt8]
             do { packet = try DNSMessage.query(id: id, name: name, type: type) } catch { throw .badName }
-            guard let response = await ask(packet, id: id) else { continue }
+            guard var response = await ask(packet, id: id) else { continue }
+            if response.truncated {
+                // RFC 7766 5: a truncated answer is asked again over TCP.
+                guard let full = await askTCP(packet, id: id), !full.truncated else { throw .truncated }
+                response = full
+            }
             switch response.code {
             case .noError, .nameError:
-                if response.truncated { throw .truncated }
                 return response
             default:
                 throw .serverFailure(response.code)
@@ -76,6 +80,42 @@ public struct DNSResolver: Sendable {
                     guard envelope.remoteAddress == server,
                           let response = try? DNSMessage.parse(Array(envelope.data.readableBytesView), expectedID: id) else { continue }
                     return response
+                }
+                return nil
+            }
+        } catch {
+            return nil
+        }
+    }
+}
+
+extension DNSResolver {
+    /// One exchange over TCP (RFC 1035 4.2.2: each message after its two-octet length); nil
+    /// after `timeout` without a whole matching answer.
+    fileprivate func askTCP(_ packet: [UInt8], id: UInt16) async -> DNSResponse? {
+        do {
+            let channel = try await ClientBootstrap(group: group)
+                .connectTimeout(timeout)
+                .connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            let deadline = channel.channel.eventLoop.scheduleTask(in: timeout) { [channel] in channel.channel.close(promise: nil) }
+            defer { deadline.cancel() }
+            return try await channel.executeThenClose { inbound, outbound in
+                var request = ByteBuffer()
+                request.writeInteger(UInt16(packet.count))
+                request.writeBytes(packet)
+                try await outbound.write(request)
+                var received = ByteBuffer()
+                for try await chunk in inbound {
+                    var chunk = chunk
+                    received.writeBuffer(&chunk)
+                    guard let length = received.getInteger(at: received.readerIndex, as: UInt16.self),
+                          received.readableBytes >= 2 + Int(length) else { continue }
+                    let message = Array(received.readableBytesView.dropFirst(2).prefix(Int(length)))
+                    return try? DNSMessage.parse(message, expectedID: id)
                 }
                 return nil
             }
