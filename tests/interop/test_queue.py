@@ -46,6 +46,11 @@ def relay_server(make_server, sink: SmtpSink, **sections) -> PosternServer:
     return make_server(overrides)
 
 
+def queue_empty(server: PosternServer) -> bool:
+    """`postern queue list` ends with exactly "0 messages queued" (not "20 messages queued")."""
+    return server.cli("queue", "list").stdout.strip().splitlines()[-1] == "0 messages queued"
+
+
 def send(server: PosternServer, acct, to: list[str], subject: str, body: str = "hello\r\n",
          extra: list[tuple[str, str]] = ()) -> float:
     """Submits one message with smtplib; returns the time the 250 arrived."""
@@ -111,7 +116,7 @@ def test_defer_releases_each_message_inside_its_window_with_a_rewritten_date(mak
     # Nothing about recipients or subjects in the log (PRIV-6: addresses only at debug level).
     log = server.stderr_path.read_text(errors="replace")
     assert "example.com" not in log and "defer0" not in log, log[-2000:]
-    assert server.cli("queue", "list").stdout.strip().endswith("0 messages queued")
+    assert queue_empty(server)
 
 
 def test_batch_releases_at_the_boundary_in_shuffled_order(make_server, sink):
@@ -186,7 +191,7 @@ def test_restart_in_the_middle_of_a_delay_loses_nothing_and_sends_nothing_twice(
         assert len(copies) == 1, f"{subject}: {len(copies)} copies"
         delay = copies[0].arrived - submitted
         assert 4 - 0.1 <= delay <= 7 + 0.5, f"release time not kept across the restart: {delay:.2f} s"
-    assert server.cli("queue", "list").stdout.strip().endswith("0 messages queued")
+    assert queue_empty(server)
 
 
 def test_kill_9_under_load_keeps_every_acknowledged_entry_exactly_once(make_server, sink):
@@ -231,7 +236,7 @@ def test_kill_9_under_load_keeps_every_acknowledged_entry_exactly_once(make_serv
     assert n_acked > 20, f"only {n_acked} messages acknowledged before the kill"
     server.start()
     deadline = time.time() + 30
-    while time.time() < deadline and not server.cli("queue", "list").stdout.strip().endswith("0 messages queued"):
+    while time.time() < deadline and not queue_empty(server):
         time.sleep(0.5)
     time.sleep(1.5)
     counts = {}
@@ -311,7 +316,7 @@ def test_hard_failure_bounces_at_once(make_server, sink):
     assert "the recipient's mailbox does not exist" in text
     assert "Subject: hard-failing" in text          # the original header comes back
     assert "no such user at" not in text and "smtp-sink" not in text
-    assert server.cli("queue", "list").stdout.strip().endswith("0 messages queued")
+    assert queue_empty(server)
 
 
 def test_421_hangs_and_closes_are_retried_until_the_relay_takes_the_message(make_server, sink):
@@ -325,9 +330,9 @@ def test_421_hangs_and_closes_are_retried_until_the_relay_takes_the_message(make
         assert seen and seen[-1][1] >= 1, f"{what}: no failed attempt recorded ({seen})"
         sink.restart()   # a relay that works again
         deadline = time.time() + 10
-        while time.time() < deadline and not server.cli("queue", "list").stdout.strip().endswith("0 messages queued"):
+        while time.time() < deadline and not queue_empty(server):
             time.sleep(0.2)
-        assert server.cli("queue", "list").stdout.strip().endswith("0 messages queued"), f"{what}: still queued"
+        assert queue_empty(server), f"{what}: still queued"
         # At least once: a relay that took the data but never answered may have kept a copy too.
         copies = sink.wait_subject(subject, timeout=5)
         assert len(copies) >= 1, f"{what}: never delivered after the relay recovered ({sorted(p.name for p in sink.dump_dir.iterdir())})"
@@ -414,7 +419,7 @@ def test_queue_list_show_flush_delete(make_server, sink):
     [d] = sink.wait_for(1, timeout=5)
     assert d.header("Subject") == subjects[0] and len(d.rcpt_args) == 2
     assert server.cli("queue", "delete", ids[1]).stdout.strip() == "deleted 1 message"
-    assert server.cli("queue", "list").stdout.strip().endswith("0 messages queued")
+    assert queue_empty(server)
     time.sleep(1.5)
     assert len(sink.messages()) == 1
     assert not any((server.data_dir / "queue").iterdir()), "queue files left behind"
@@ -422,7 +427,7 @@ def test_queue_list_show_flush_delete(make_server, sink):
     send(server, alice, ["gone-with-account@example.com"], token("held-c"))
     assert "1 message queued" in server.cli("queue", "list").stdout
     server.cli("account", "delete", alice.name)
-    assert server.cli("queue", "list").stdout.strip().endswith("0 messages queued")
+    assert queue_empty(server)
     assert not any((server.data_dir / "queue").iterdir()), "queue files of a deleted account left behind"
 
 
