@@ -72,7 +72,6 @@ let package = Package(
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
             "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway",
-            .product(name: "CryptoExtras", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -183,7 +183,7 @@ public final class QueueRunner: Sendable {
                 state.withLockedValue { $0.lastPurge = after }
                 try await workers.runIfActive { [queue] in try queue.purge(now: after) }
             }
-            if due.count >= 200 && order.count > 0 { return after }  // more are waiting
+            if due.count >= OutboundQueue.dueBatch && order.count > 0 { return after }  // more are waiting
             let next = try await workers.runIfActive { [queue] in try queue.nextDue() }
             let pool = state.withLockedValue { $0.nextPoolRound }
             guard let soonest = [next, pool].compactMap({ $0 }).min() else { return nil }
@@ -223,10 +223,14 @@ public final class QueueRunner: Sendable {
         let stored: ByteBuffer?
         let outcomes: [RelayClient.Outcome]
         do {
-            let bytes = try await workers.runIfActive { [queue] in try queue.content(of: message) }
+            // Read and sanitised on a worker thread: a message may be megabytes.
+            let (bytes, outgoing) = try await workers.runIfActive { [queue, settings, random] in
+                let bytes = try queue.content(of: message)
+                var generator = random
+                return (bytes, InternetBoundPreparation.prepare(bytes, senderName: message.accountName, domain: settings.domain,
+                                                                internetDomain: settings.internetDomain, now: now, random: &generator))
+            }
             stored = bytes
-            let outgoing = InternetBoundPreparation.prepare(bytes, senderName: message.accountName, domain: settings.domain,
-                                                            internetDomain: settings.internetDomain, now: now, random: &generator)
             outcomes = await relay.relay(from: "\(message.accountName)@\(settings.internetDomain)",
                                          to: message.recipients.map(\.address), message: outgoing)
         } catch {
@@ -264,8 +268,9 @@ public final class QueueRunner: Sendable {
         logger.info("relay attempt", metadata: ["delivered": "\(delivered)", "failed": "\(failed.count)",
                                                 "deferred": "\(outcomes.count - delivered - failed.count)"])
         // Reports first: a crash between the two sends one twice rather than never.
-        let header = stored.map { Array($0.readableBytesView[..<(HeaderSection.parse($0.readableBytesView).bodyOffset)]) } ?? []
-        for (recipients, retryUntil) in [(failed, nil), (delayed, releasedAt + settings.retry.giveUpAfter)] where !recipients.isEmpty {
+        let reports = [(failed, nil), (delayed, releasedAt + settings.retry.giveUpAfter)].filter { !$0.0.isEmpty }
+        let header = reports.isEmpty ? [] : stored.map { Array($0.readableBytesView[..<(HeaderSection.parse($0.readableBytesView).bodyOffset)]) } ?? []
+        for (recipients, retryUntil) in reports {
             let report = DeliveryStatusNotification(domain: settings.domain, sender: "\(message.accountName)@\(settings.domain)",
                                                     recipients: recipients, originalHeader: header, now: after, retryUntil: retryUntil)
             await deliverReport(report.render(random: &generator), to: message)

@@ -28,6 +28,10 @@ public enum DKIM {
             }
         }
 
+        /// A fresh key: RSA-2048 (RFC 8301: 1024 bits at least, 2048 recommended) or Ed25519.
+        public static func generateRSA() throws -> Key { .rsa(try _RSA.Signing.PrivateKey(keySize: .bits2048)) }
+        public static func generateEd25519() -> Key { .ed25519(Curve25519.Signing.PrivateKey()) }
+
         /// PEM: PKCS#8 for both kinds (as `openssl genpkey` writes them).
         public var pemRepresentation: String {
             switch self {
@@ -110,21 +114,27 @@ public enum DKIM {
             + "\tt=\(time); h=\(names.joined(separator: ":"));\r\n"
             + "\tbh=\(bodyHash);\r\n"
             + "\tb="
-        // RFC 6376 5.4.2: each listed name takes the last instance not yet used, bottom up.
+        let input = signedData(names, of: header, signatureField: Array(unsigned.utf8), relaxed: true)
+        let signature = try key.sign(input).base64EncodedString()
+        return unsigned + signature + "\r\n"
+    }
+
+    /// What a signature covers (RFC 6376 3.7): the fields named in h=, each name taking the last
+    /// instance not yet used, bottom up (5.4.2; a name with none left adds nothing: its absence is
+    /// signed), then the signature field itself with an empty b= value and no final CRLF — all
+    /// canonicalized, relaxed or simple. The signer and the verifier both build it here.
+    static func signedData(_ names: [String], of header: HeaderSection, signatureField: [UInt8], relaxed: Bool) -> [UInt8] {
+        func canonical(_ raw: [UInt8]) -> [UInt8] { relaxed ? relaxedHeader(raw) : raw }
         var used: [String: Int] = [:]
         var input: [UInt8] = []
         for name in names {
             let instances = header.fields.filter { $0.name.lowercased() == name }
             let taken = used[name, default: 0]
             used[name] = taken + 1
-            guard taken < instances.count else { continue }  // signs the field's absence
-            input += relaxedHeader(instances[instances.count - 1 - taken].raw)
-            input += [13, 10]
+            guard taken < instances.count else { continue }
+            input += canonical(instances[instances.count - 1 - taken].raw) + [13, 10]
         }
-        // RFC 6376 3.7: the signature field itself, b= empty, canonicalized, without its CRLF.
-        input += relaxedHeader(Array(unsigned.utf8))
-        let signature = try key.sign(input).base64EncodedString()
-        return unsigned + signature + "\r\n"
+        return input + canonical(signatureField)
     }
 
     /// RFC 6376 3.4.2: name lower-cased, unfolded, runs of WSP to one SP, none at the ends of the

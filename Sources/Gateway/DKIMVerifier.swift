@@ -90,19 +90,8 @@ extension DKIM {
         guard Data(SHA256.hash(data: canonical)).base64EncodedString() == tags.bodyHash else {
             return result(.fail, "body hash did not verify")
         }
-        // The header fields named in h=, bottom up, then this field without its b= value.
-        var used: [String: Int] = [:]
-        var input: [UInt8] = []
-        for name in tags.signedFields {
-            let instances = header.fields.filter { $0.name.lowercased() == name }
-            let taken = used[name, default: 0]
-            used[name] = taken + 1
-            guard taken < instances.count else { continue }
-            let raw = instances[instances.count - 1 - taken].raw
-            input += (tags.relaxedHeader ? relaxedHeader(raw) : raw) + [13, 10]
-        }
-        let unsigned = withoutSignatureValue(field.raw)
-        input += tags.relaxedHeader ? relaxedHeader(unsigned) : unsigned
+        let input = signedData(tags.signedFields, of: header, signatureField: withoutSignatureValue(field.raw),
+                               relaxed: tags.relaxedHeader)
         guard let signature = Data(base64Encoded: tags.signature) else { return result(.permerror, "bad b= value") }
         let valid: Bool
         switch kind {

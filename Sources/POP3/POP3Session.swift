@@ -264,10 +264,10 @@ public struct POP3Session: Sendable {
             switch kind {
             case .retr:
                 response = POP3Response.ok("\(size) octets")
-                POP3DotStuffing.writeMultiline(bytes, into: &response)
+                DotStuffing.writeMultiline(bytes, into: &response)
             case .top(let lines):
                 response = POP3Response.ok("top of message follows")
-                POP3DotStuffing.writeMultiline(bytes, maxBodyLines: lines, into: &response)
+                DotStuffing.writeMultiline(bytes, maxBodyLines: lines, into: &response)
             }
             return finishEffect([.send(response)])
         case .failed:

@@ -212,10 +212,13 @@ struct AccountCommand: AsyncParsableCommand {
         func run() async throws {
             let (_, store) = try AccountCommand.open(options)
             let removed = try AccountCommand.run { try store.delete(name) }
-            print("deleted \(name.lowercased()) and \(removed) message\(removed == 1 ? "" : "s")")
+            print("deleted \(name.lowercased()) and \(messageCount(removed))")
         }
     }
 }
+
+/// "1 message", "2 messages".
+func messageCount(_ count: Int) -> String { "\(count) message\(count == 1 ? "" : "s")" }
 
 /// Passwords come from the terminal (echo off) or one line of standard input — never argv (CLI-1).
 enum PasswordInput {
@@ -275,7 +278,7 @@ struct QueueCommand: AsyncParsableCommand {
                       + "release \(QueueCommand.time(message.releaseAt))\tnext \(next.map { QueueCommand.time($0) } ?? "-")\t"
                       + "\(message.recipients.count) recipient\(message.recipients.count == 1 ? "" : "s")")
             }
-            print("\(messages.count) message\(messages.count == 1 ? "" : "s") queued")
+            print("\(messageCount(messages.count)) queued")
         }
     }
 
@@ -313,7 +316,7 @@ struct QueueCommand: AsyncParsableCommand {
         func run() async throws {
             let (_, queue) = try QueueCommand.open(options)
             let count = try queue.release(ids: ids.isEmpty ? nil : try QueueCommand.ids(ids), at: Int64(Date().timeIntervalSince1970))
-            print("released \(count) message\(count == 1 ? "" : "s")")
+            print("released \(messageCount(count))")
         }
     }
 
@@ -325,7 +328,7 @@ struct QueueCommand: AsyncParsableCommand {
         func run() async throws {
             let (_, queue) = try QueueCommand.open(options)
             let count = try queue.delete(ids: try QueueCommand.ids(ids))
-            print("deleted \(count) message\(count == 1 ? "" : "s")")
+            print("deleted \(messageCount(count))")
         }
     }
 }
@@ -367,13 +370,16 @@ struct GatewayCommand: AsyncParsableCommand {
         @Option(help: "The recursive resolver, host:port.") var resolver = "127.0.0.1:53"
 
         func run() async throws {
-            let input = FileHandle.standardInput.readDataToEndOfFile()
-            let message = Data(String(decoding: input, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
-                .replacingOccurrences(of: "\n", with: "\r\n").utf8)
-            let results = await DKIM.verify(Array(message), keys: try GatewayCommand.resolver(resolver), now: Int64(Date().timeIntervalSince1970))
+            let results = await DKIM.verify(GatewayCommand.messageFromStandardInput(), keys: try GatewayCommand.resolver(resolver), now: Int64(Date().timeIntervalSince1970))
             for result in results { print(result.authenticationResult) }
             if !results.allSatisfy({ $0.verdict == .pass }) { throw ExitCode(1) }
         }
+    }
+
+    /// A message from standard input with its lines ended in CRLF, as on the wire.
+    static func messageFromStandardInput() -> [UInt8] {
+        let text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        return Array(text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\n", with: "\r\n").utf8)
     }
 
     static func resolver(_ text: String) throws -> DNSResolver {
@@ -447,8 +453,8 @@ struct GatewayCommand: AsyncParsableCommand {
 
         func run() async throws {
             let keys: [(String, DKIM.Key)] = [
-                ("\(selector)-rsa", .rsa(try _RSA_key())),
-                ("\(selector)-ed25519", .ed25519(.init())),
+                ("\(selector)-rsa", try DKIM.Key.generateRSA()),
+                ("\(selector)-ed25519", DKIM.Key.generateEd25519()),
             ]
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for (name, key) in keys {
@@ -476,20 +482,9 @@ struct GatewayCommand: AsyncParsableCommand {
             guard let pem = try? String(contentsOfFile: key, encoding: .utf8) else { throw UserError("cannot read \(key)") }
             let signingKey: DKIM.Key
             do { signingKey = try DKIM.Key(pem: pem) } catch { throw UserError("\(key) is not a PEM private key") }
-            var input = FileHandle.standardInput.readDataToEndOfFile()
-            // Lines to CRLF, as on the wire.
-            input = Data(String(decoding: input, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
-                .replacingOccurrences(of: "\n", with: "\r\n").utf8)
-            let signed = try DKIM.sign(Array(input), domain: domain, selector: selector, key: signingKey,
+            let signed = try DKIM.sign(GatewayCommand.messageFromStandardInput(), domain: domain, selector: selector, key: signingKey,
                                        time: Int64(Date().timeIntervalSince1970))
             FileHandle.standardOutput.write(Data(signed))
         }
     }
-}
-
-import CryptoExtras
-
-/// A fresh RSA-2048 key (RFC 8301: at least 1024 bits, 2048 recommended).
-func _RSA_key() throws -> _RSA.Signing.PrivateKey {
-    try _RSA.Signing.PrivateKey(keySize: .bits2048)
 }

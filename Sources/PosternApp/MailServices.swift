@@ -160,14 +160,21 @@ final class SubmissionService: SubmissionBackend {
             let allowance = try stores.queue.allowance(accountID: account.id, quota: quota, now: stores.clock.now())
             let pending = earlier.filter { $0.domain != stores.configuration.domain }.count
             guard allowance.remaining > pending else {
-                let frees = allowance.freesAt.map { "; the next one frees up at \(RFC5322Date.format(secondsSince1970: $0, roundedToMinute: false))" } ?? ""
-                return .rejected(SMTPReply(450, "4.7.1", "Internet recipient quota used up: \(quota) per 24 hours\(frees). Each hashcash stamp adds \(stores.configuration.hashcashRecipients): send one to yourself in an X-Hashcash header first (postern hashcash mint \(sender))"))
+                return .rejected(quotaRefusal(quota: quota, freesAt: allowance.freesAt, sender: sender))
             }
             return .accepted
         } catch {
             logger.error("internet quota lookup failed", metadata: ["error": "\(type(of: error))"])
             return Self.localProblem
         }
+    }
+
+    /// `450 4.7.1` for a used-up Internet recipient quota (QUOTA-1), at RCPT or in the commit:
+    /// when it frees up, and how a hashcash stamp raises it (QUOTA-2).
+    private func quotaRefusal(quota: Int, freesAt: Int64?, sender: EmailAddress) -> SMTPReply {
+        let frees = freesAt.map { "; the next one frees up at \(RFC5322Date.format(secondsSince1970: $0, roundedToMinute: false))" } ?? ""
+        return SMTPReply(450, "4.7.1", "Internet recipient quota used up: \(quota) per 24 hours\(frees). Each hashcash stamp adds "
+                         + "\(stores.configuration.hashcashRecipients): send one to yourself in an X-Hashcash header first (postern hashcash mint \(sender))")
     }
 
     /// Why mail to `recipient` outside the mail domain cannot be sent at all, or nil.
@@ -285,28 +292,31 @@ final class SubmissionService: SubmissionBackend {
             }
             var random = SystemRandomNumberGenerator()
             let now = stores.clock.now()
-            // QUOTA-2: stamps are checked here, spent in the commit (once, ever).
             var credits: [HashcashCredit] = []
-            for text in ids.stamps {
-                guard let senderAccount else { return completion(Self.notStored) }
-                do {
-                    credits.append(try Self.credit(for: text, account: senderAccount, configuration: stores.configuration, now: now))
-                } catch {
-                    return completion(.rejected(SMTPReply(550, "5.7.1", "X-Hashcash: \(error)")))
-                }
-            }
-            // QUEUE-1, DELAY-1: the Internet recipients are queued with their release time.
             var outbound: OutboundEntry?
-            if !internet.isEmpty {
-                if let refusal = internet.lazy.compactMap({ Self.routeRefusal($0, configuration: self.stores.configuration) }).first {
-                    return completion(.rejected(refusal))
-                }
+            if !ids.stamps.isEmpty || !internet.isEmpty {
+                // Stamps and queue entries belong to the sender's account: one deleted since the
+                // login is a temporary local problem.
                 guard let senderAccount else { return completion(Self.notStored) }
-                let release = stores.schedule.release(mode: senderAccount.delayMode, now: stores.clock.preciseNow(), random: &random)
-                var releaseAt: Int64?
-                if case .at(let time) = release { releaseAt = time }
-                outbound = OutboundEntry(accountID: senderAccount.id, recipients: internet.map(\.description), releaseAt: releaseAt,
-                                         now: now, quota: stores.internetQuota(of: senderAccount))
+                // QUOTA-2: stamps are checked here, spent in the commit (once, ever).
+                for text in ids.stamps {
+                    do {
+                        credits.append(try Self.credit(for: text, account: senderAccount, configuration: stores.configuration, now: now))
+                    } catch {
+                        return completion(.rejected(SMTPReply(550, "5.7.1", "X-Hashcash: \(error)")))
+                    }
+                }
+                // QUEUE-1, DELAY-1: the Internet recipients are queued with their release time.
+                if !internet.isEmpty {
+                    if let refusal = internet.lazy.compactMap({ Self.routeRefusal($0, configuration: self.stores.configuration) }).first {
+                        return completion(.rejected(refusal))
+                    }
+                    let release = stores.schedule.release(mode: senderAccount.delayMode, now: stores.clock.preciseNow(), random: &random)
+                    var releaseAt: Int64?
+                    if case .at(let time) = release { releaseAt = time }
+                    outbound = OutboundEntry(accountID: senderAccount.id, recipients: internet.map(\.description), releaseAt: releaseAt,
+                                             now: now, quota: stores.internetQuota(of: senderAccount))
+                }
             }
             let messageID = MessageSanitiser.newMessageID(domain: domain, random: &random)
             let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: domain, now: now,
@@ -319,7 +329,7 @@ final class SubmissionService: SubmissionBackend {
             // On a worker the files are written here, in parallel with other deliveries; on
             // the loop (small messages only) the committer writes them.
             let onQueued = outbound == nil ? nil : self.onQueued
-            let hashcashRecipients = stores.configuration.hashcashRecipients
+            let quota = outbound?.quota ?? 0
             stores.mail.deliver(prepared, to: targets, threading: threadingRow, outbound: outbound, credits: credits,
                                 writingFilesHere: lookup == .readIfNeeded) { result in
                 switch result {
@@ -328,8 +338,7 @@ final class SubmissionService: SubmissionBackend {
                     onQueued?()
                     completion(.accepted)
                 case .failure(DeliveryFailure.internetQuota(let freesAt)):
-                    let frees = freesAt.map { "; the next one frees up at \(RFC5322Date.format(secondsSince1970: $0, roundedToMinute: false))" } ?? ""
-                    completion(.rejected(SMTPReply(450, "4.7.1", "Internet recipient quota used up\(frees). Each hashcash stamp adds \(hashcashRecipients): send one to yourself in an X-Hashcash header first")))
+                    completion(.rejected(self.quotaRefusal(quota: quota, freesAt: freesAt, sender: envelope.sender)))
                 case .failure(DeliveryFailure.stampSpent):
                     completion(.rejected(SMTPReply(550, "5.7.1", "X-Hashcash: this stamp was already used; mint a new one")))
                 case .failure(DeliveryFailure.mailboxFull(let name)):

@@ -129,9 +129,9 @@ public final class MailStore: Sendable {
     /// the committer and back to the event loop with no hop in between.
     ///
     /// `writingFilesHere`: the caller is a worker thread (never an event loop) and writes the
-    /// message files itself before queueing, so the committer's single thread only syncs and
-    /// commits. Worth it for large messages, whose copy into the page cache would otherwise
-    /// serialise every delivery behind it.
+    /// message files (and the queued copy) itself before queueing, so the committer's single
+    /// thread only syncs and commits. Worth it for large messages, whose copy into the page cache
+    /// would otherwise serialise every delivery behind it.
     ///
     /// `outbound`: the message's Internet recipients, queued in the same transaction (QUEUE-1),
     /// their quota checked inside it (QUOTA-1); `credits`: hashcash stamps it spends (QUOTA-2).
@@ -141,7 +141,7 @@ public final class MailStore: Sendable {
                         completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
         var files: [GroupCommitter.MessageFile]?
         if writingFilesHere {
-            switch GroupCommitter.writeFiles(message, for: targets, in: folder.messagesDirectory.path) {
+            switch GroupCommitter.writeFiles(message, for: targets, queueCopy: outbound != nil, in: folder) {
             case .success(let written): files = written
             case .failure(let failure): return completion(.failure(failure))
             }
@@ -289,38 +289,44 @@ final class GroupCommitter: Sendable {
         var completion: @Sendable (Result<[NewMailEvent], DeliveryFailure>) -> Void
     }
 
-    /// One written, not yet synced message file.
+    /// One written, not yet synced file: a message in `messages/` for a mailbox, or (no target)
+    /// the queued copy of an Internet-bound message in `queue/`.
     struct MessageFile: Sendable {
         var uid: String
         var fd: Int32
-        var target: MailboxTarget
+        var target: MailboxTarget?
+        var path: String
     }
 
-    /// Writes one file per target (`O_EXCL`, 0600, no fsync). On failure nothing is left behind.
-    static func writeFiles(_ message: ByteBuffer, for targets: [MailboxTarget], in directory: String) -> Result<[MessageFile], DeliveryFailure> {
+    /// Writes one file per target, and the queued copy when `queueCopy` (`O_EXCL`, 0600, no
+    /// fsync). On failure nothing is left behind.
+    static func writeFiles(_ message: ByteBuffer, for targets: [MailboxTarget], queueCopy: Bool,
+                           in folder: DataFolder) -> Result<[MessageFile], DeliveryFailure> {
         var files: [MessageFile] = []
-        for target in targets {
+        let places = targets.map { ($0 as MailboxTarget?, folder.messagesDirectory.path) } + (queueCopy ? [(nil, folder.queueDirectory.path)] : [])
+        for (target, directory) in places {
             let uid = newUID()
-            let fd = open("\(directory)/\(uid)", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            let path = "\(directory)/\(uid)"
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             guard fd >= 0 else {
                 let failure = DeliveryFailure.storage("cannot create message file (errno \(errno))")
-                discard(files, in: directory)
+                discard(files)
                 return .failure(failure)
             }
-            files.append(MessageFile(uid: uid, fd: fd, target: target))
+            files.append(MessageFile(uid: uid, fd: fd, target: target, path: path))
             guard writeAll(fd, message) else {
                 let failure = DeliveryFailure.storage("cannot write message file (errno \(errno))")
-                discard(files, in: directory)
+                discard(files)
                 return .failure(failure)
             }
         }
         return .success(files)
     }
 
-    static func discard(_ files: [MessageFile], in directory: String) {
+    static func discard(_ files: [MessageFile]) {
         for file in files {
             close(file.fd)
-            unlink("\(directory)/\(file.uid)")
+            unlink(file.path)
         }
     }
 
@@ -376,7 +382,7 @@ final class GroupCommitter: Sendable {
             return true
         }
         guard accepted else {
-            if let files { Self.discard(files, in: folder.messagesDirectory.path) }
+            if let files { Self.discard(files) }
             completion(.failure(.storage("store is shutting down")))
             return
         }
@@ -412,29 +418,23 @@ final class GroupCommitter: Sendable {
         var written: [[MessageFile]] = Array(repeating: [], count: jobs.count)
         var failures: [Int: DeliveryFailure] = [:]
 
-        // 1. Write every file of the batch not written by its submitter; no fsync yet.
+        // 1. Write every file of the batch not written by its submitter — one per mailbox, and
+        // the queued copy of a message with Internet recipients; no fsync yet.
         for (index, job) in jobs.enumerated() {
             switch job.files.map({ Result<[MessageFile], DeliveryFailure>.success($0) })
-                ?? Self.writeFiles(job.message, for: job.targets, in: directory) {
+                ?? Self.writeFiles(job.message, for: job.targets, queueCopy: job.outbound != nil, in: folder) {
             case .success(let files):
                 written[index] = files
             case .failure(let failure):
                 failures[index] = failure
             }
         }
-        // 1b. The outbound copy of each message with Internet recipients: one file in queue/.
-        let queueDirectory = folder.queueDirectory.path
-        var queued: [Int: (uid: String, fd: Int32)] = [:]
-        for (index, job) in jobs.enumerated() where job.outbound != nil && failures[index] == nil {
-            let uid = Self.newUID()
-            let fd = open("\(queueDirectory)/\(uid)", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            if fd >= 0 { queued[index] = (uid, fd) }
-            if fd < 0 || !Self.writeAll(fd, job.message) { failures[index] = .storage("cannot write queue file (errno \(errno))") }
-        }
         // 2. fsync every file and the directories (their new entries) at once: see ParallelSync.
-        let descriptors = written.flatMap { $0.map(\.fd) } + queued.values.map(\.fd)
+        let descriptors = written.flatMap { $0.map(\.fd) }
         var directoryFDs = [open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)]
-        if !queued.isEmpty { directoryFDs.append(open(queueDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) }
+        if written.contains(where: { $0.contains { $0.target == nil } }) {
+            directoryFDs.append(open(folder.queueDirectory.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        }
         let synced = directoryFDs.allSatisfy { $0 >= 0 } && syncer.syncAll(descriptors + directoryFDs)
         for fd in descriptors { close(fd) }
         for fd in directoryFDs where fd >= 0 { close(fd) }
@@ -451,20 +451,22 @@ final class GroupCommitter: Sendable {
                     var refusal: DeliveryFailure?
                     let size = jobs[index].message.readableBytes
                     for item in written[index] {
+                        guard let target = item.target else { continue }  // the queued copy: below
                         // Cached (prepared once) statements: the hot path compiles no SQL.
                         let used = try Int.fetchOne(db.cachedStatement(sql: "SELECT used_bytes FROM account WHERE id = ?"),
-                                                    arguments: [item.target.accountID])
-                        guard let used else { refusal = .mailboxGone(accountName: item.target.accountName); break }
-                        if used + size > item.target.quotaBytes { refusal = .mailboxFull(accountName: item.target.accountName); break }
+                                                    arguments: [target.accountID])
+                        guard let used else { refusal = .mailboxGone(accountName: target.accountName); break }
+                        if used + size > target.quotaBytes { refusal = .mailboxFull(accountName: target.accountName); break }
                         try db.cachedStatement(sql: "INSERT INTO message (account_id, uid, size) VALUES (?, ?, ?)")
-                            .execute(arguments: [item.target.accountID, item.uid, size])
+                            .execute(arguments: [target.accountID, item.uid, size])
                         try db.cachedStatement(sql: "UPDATE account SET used_bytes = used_bytes + ? WHERE id = ?")
-                            .execute(arguments: [size, item.target.accountID])
+                            .execute(arguments: [size, target.accountID])
                     }
                     if refusal == nil {
                         refusal = try Self.spend(jobs[index].credits, in: db)
                     }
-                    if refusal == nil, let outbound = jobs[index].outbound, let file = queued[index] {
+                    if refusal == nil, let outbound = jobs[index].outbound,
+                       let file = written[index].first(where: { $0.target == nil }) {
                         refusal = try Self.enqueue(outbound, uid: file.uid, size: size, in: db)
                     }
                     if let refusal {
@@ -475,7 +477,7 @@ final class GroupCommitter: Sendable {
                         try jobs[index].threading?.insert(db)
                         try db.cachedStatement(sql: "RELEASE \(savepoint)").execute()
                         var counts: [Int64: (String, Int)] = [:]
-                        for item in written[index] { counts[item.target.accountID, default: (item.target.accountName, 0)].1 += 1 }
+                        for target in written[index].compactMap(\.target) { counts[target.accountID, default: (target.accountName, 0)].1 += 1 }
                         events[index] = counts.map { NewMailEvent(accountID: $0.key, accountName: $0.value.0, count: $0.value.1) }
                     }
                 }
@@ -487,8 +489,7 @@ final class GroupCommitter: Sendable {
         // 4. Answer: only now is a 250 allowed. Failed jobs leave no file behind.
         for (index, job) in jobs.enumerated() {
             if let failure = failures[index] {
-                for item in written[index] { unlink("\(directory)/\(item.uid)") }
-                if let file = queued[index] { unlink("\(queueDirectory)/\(file.uid)") }
+                for item in written[index] { unlink(item.path) }
                 job.completion(.failure(failure))
             } else {
                 job.completion(.success(events[index]))

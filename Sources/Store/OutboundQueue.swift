@@ -81,13 +81,18 @@ public final class OutboundQueue: Sendable {
         self.folder = folder
     }
 
-    private static let messageColumns = "o.id, o.account_id, a.name, o.uid, o.size, o.release_at"
+    /// What `group` reads: the message, then one recipient, per row.
+    private static let columns = "o.id, o.account_id, a.name, o.uid, o.size, o.release_at, "
+        + "r.id, r.address, r.attempts, r.next_attempt, r.last_code, r.last_status, r.notified"
+
+    /// Recipients taken by one `due` call; the runner asks again at once when it got that many.
+    public static let dueBatch = 200
 
     /// Messages with at least one recipient due at `now`, each with its due recipients only.
-    public func due(now: Int64, limit: Int = 200) throws -> [QueuedMessage] {
+    public func due(now: Int64, limit: Int = OutboundQueue.dueBatch) throws -> [QueuedMessage] {
         try folder.database.read { db in
             let rows = try Row.fetchAll(db, sql: """
-                SELECT \(Self.messageColumns), r.id, r.address, r.attempts, r.next_attempt, r.last_code, r.last_status, r.notified
+                SELECT \(Self.columns)
                 FROM outbound_recipient r JOIN outbound o ON o.id = r.outbound_id JOIN account a ON a.id = o.account_id
                 WHERE r.next_attempt IS NOT NULL AND r.next_attempt <= ? ORDER BY r.next_attempt, random() LIMIT ?
                 """, arguments: [now, limit])
@@ -100,7 +105,7 @@ public final class OutboundQueue: Sendable {
         try folder.database.read { db in
             let filter = ids.map { "WHERE o.id IN (\($0.map(String.init).joined(separator: ",")))" } ?? ""
             let rows = try Row.fetchAll(db, sql: """
-                SELECT \(Self.messageColumns), r.id, r.address, r.attempts, r.next_attempt, r.last_code, r.last_status, r.notified
+                SELECT \(Self.columns)
                 FROM outbound o JOIN account a ON a.id = o.account_id JOIN outbound_recipient r ON r.outbound_id = o.id
                 \(filter) ORDER BY o.id, r.id
                 """)

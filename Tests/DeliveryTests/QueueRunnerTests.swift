@@ -319,4 +319,19 @@ final class FakeRelay: MessageRelay {
             #expect(ContinuousClock.now - stopping < .milliseconds(500))
         }
     }
+
+    @Test func moreDueThanOneBatchAreTakenInTurns() async throws {
+        try await Self.withRunner { f in
+            let count = OutboundQueue.dueBatch + 30
+            for index in 0..<count {
+                try await f.submit(Self.message, to: ["b\(index)@example.com"], releaseAt: f.clock.now(), quota: count)
+            }
+            // One round takes one batch and says to come back at once; the next takes the rest.
+            #expect(await f.runner.runOnce() == f.clock.now())
+            #expect(f.relay.calls.withLockedValue { $0.count } == OutboundQueue.dueBatch)
+            #expect(await f.runner.runOnce() != nil)  // the pool round is still scheduled
+            #expect(f.relay.calls.withLockedValue { $0.count } == count)
+            #expect(try f.queue.all().isEmpty)
+        }
+    }
 }

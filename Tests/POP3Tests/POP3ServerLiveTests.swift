@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Wire
 import Testing
 @testable import POP3
 
@@ -203,7 +204,7 @@ import Testing
                 var expected = ByteBuffer(string: "+OK Postern POP3 ready\r\n+OK send PASS\r\n")
                 expected.writeString("+OK logged in, 1 message (\(message.utf8.count) octets)\r\n")
                 expected.writeString("+OK \(message.utf8.count) octets\r\n")
-                POP3DotStuffing.writeMultiline(ByteBuffer(string: message), into: &expected)
+                DotStuffing.writeMultiline(ByteBuffer(string: message), into: &expected)
                 expected.writeString("+OK Postern POP3 signing off (0 messages deleted)\r\n")
                 #expect(received == expected)
                 #expect(received.readableBytesView.count > 1_000_000)

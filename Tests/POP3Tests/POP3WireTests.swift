@@ -1,5 +1,6 @@
 import TestSupport
 import NIOCore
+import Wire
 import Testing
 @testable import POP3
 
@@ -7,7 +8,7 @@ import Testing
 @Suite struct POP3DotStuffingTests {
     private func stuffed(_ message: String, topLines: Int? = nil) -> String {
         var out = ByteBuffer()
-        POP3DotStuffing.writeMultiline(ByteBuffer(string: message), maxBodyLines: topLines, into: &out)
+        DotStuffing.writeMultiline(ByteBuffer(string: message), maxBodyLines: topLines, into: &out)
         return String(decoding: out.readableBytesView, as: UTF8.self)
     }
 
@@ -58,7 +59,7 @@ import Testing
 
     @Test func appendsToExistingBytes() {
         var out = ByteBuffer(string: "+OK 2 octets\r\n")
-        POP3DotStuffing.writeMultiline(ByteBuffer(string: ".\r\n"), into: &out)
+        DotStuffing.writeMultiline(ByteBuffer(string: ".\r\n"), into: &out)
         #expect(String(buffer: out) == "+OK 2 octets\r\n..\r\n.\r\n")
     }
 
@@ -66,7 +67,7 @@ import Testing
         var storage = ByteBuffer(string: "xx.a\r\n.b\r\n")
         storage.moveReaderIndex(forwardBy: 2)
         var out = ByteBuffer()
-        POP3DotStuffing.writeMultiline(storage, into: &out)
+        DotStuffing.writeMultiline(storage, into: &out)
         #expect(String(buffer: out) == "..a\r\n..b\r\n.\r\n")
     }
 
@@ -79,7 +80,7 @@ import Testing
             let bytes = (0..<length).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] }
             let topLines: Int? = random.next() % 2 == 0 ? nil : Int(random.next() % 4)
             var out = ByteBuffer()
-            POP3DotStuffing.writeMultiline(ByteBuffer(bytes: bytes), maxBodyLines: topLines, into: &out)
+            DotStuffing.writeMultiline(ByteBuffer(bytes: bytes), maxBodyLines: topLines, into: &out)
             let expected = Self.reference(bytes, topLines: topLines)
             #expect(Array(out.readableBytesView) == expected, "input \(bytes) top \(String(describing: topLines))")
         }

@@ -61,6 +61,20 @@ import Testing
         }
     }
 
+    @Test func theCommitRefusesWhatRCPTCouldNotSee() async throws {
+        try await Self.withGateway { f in
+            _ = try f.accounts.create(name: "alice", password: S.password)
+            // Four Internet recipients that no RCPT check counted (as concurrent sessions might):
+            // the commit refuses the whole message with the same 450 as RCPT.
+            let envelope = SubmissionEnvelope(sender: S.alice, recipients: (1...4).map { S.address("r\($0)@example.com") })
+            guard case .rejected(let reply) = await f.service.deliver(envelope, message: Self.message()) else {
+                Issue.record("over-quota message accepted"); return
+            }
+            #expect(reply.code == 450 && reply.enhanced == "4.7.1" && reply.lines[0].contains("3 per 24 hours"))
+            #expect(try f.stores.queue.all().isEmpty)
+        }
+    }
+
     @Test func queuedWithTheReleaseTimeOfTheAccountsDelayMode() async throws {
         try await Self.withGateway { f in
             _ = try f.accounts.create(name: "alice", password: S.password)
@@ -70,6 +84,8 @@ import Testing
             #expect(await f.service.deliver(envelope, message: Self.message()) == .accepted)
             let queued = try f.stores.queue.all()
             #expect(queued.count == 1 && queued[0].recipients.map(\.address) == ["x@example.com"])
+            // The queued copy, written by the worker with the mailbox copies, is the prepared message.
+            #expect(String(buffer: try f.stores.queue.content(of: queued[0])).contains("\r\nSubject: s\r\n"))
             let delay = try #require(queued[0].releaseAt) - before
             #expect(delay >= 2000 && delay <= 4001, "defer is the default: \(delay) s")
             #expect(try await f.stores.mail.messages(ofAccount: bob.id).count == 1)  // the local copy, at once

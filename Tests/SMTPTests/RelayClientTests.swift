@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
+import Wire
 @testable import SMTP
 
 /// The relay client (QUEUE-2's next hop): the reply reader on its own, then live dialogues with
@@ -28,9 +29,14 @@ import Testing
     }
 
     @Test func dotStuffingAndFinalLine() {
-        let stuffed = RelayClient.dotStuffed(ByteBuffer(string: ".a\r\nb\r\n..c\r\n.\r\nend"))
-        #expect(String(buffer: stuffed) == "..a\r\nb\r\n...c\r\n..\r\nend\r\n.\r\n")
-        #expect(String(buffer: RelayClient.dotStuffed(ByteBuffer(string: "x\r\n"))) == "x\r\n.\r\n")
+        // The shared Wire rule, as DATA needs it (RFC 5321 4.5.2).
+        func stuffed(_ text: String) -> String {
+            var out = ByteBufferAllocator().buffer(capacity: 0)
+            DotStuffing.writeMultiline(ByteBuffer(string: text), into: &out)
+            return String(buffer: out)
+        }
+        #expect(stuffed(".a\r\nb\r\n..c\r\n.\r\nend") == "..a\r\nb\r\n...c\r\n..\r\nend\r\n.\r\n")
+        #expect(stuffed("x\r\n") == "x\r\n.\r\n")
     }
 
     static let message = ByteBuffer(string: "From: alice@mail.i2p\r\nTo: bob@mail.i2p\r\nSubject: t\r\n\r\n.leading dot\r\nbody\r\n")

@@ -83,7 +83,7 @@ func runSanitiser() {
 let stored = ByteBuffer(string: message4K)
 func runDotStuffing() {
     var out = ByteBuffer()
-    POP3DotStuffing.writeMultiline(stored, into: &out)
+    DotStuffing.writeMultiline(stored, into: &out)
     precondition(out.readableBytes > stored.readableBytes)
 }
 

@@ -6,15 +6,13 @@ DnsServer(folder, records).start() runs dnsmasq on a free loopback port, answeri
 """
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from sink import free_port
+from sink import free_port, stop_process_group
 
 
 class DnsServer:
@@ -67,7 +65,5 @@ class DnsServer:
         raise AssertionError("dnsmasq did not answer")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
+        stop_process_group(self.proc)
         self.proc = None

@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def stop_process_group(proc: subprocess.Popen | None) -> None:
+    """SIGTERM to a helper started with start_new_session, and wait for it."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,9 +86,7 @@ class SmtpSink:
         raise AssertionError("smtp-sink did not start listening")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
+        stop_process_group(self.proc)
         self.proc = None
         # the port must be free again before a new sink takes it
         deadline = time.monotonic() + 5

@@ -137,6 +137,19 @@ def test_postern_verifies_corpus_messages_both_ways(published, path):
         assert cp.returncode == 0 and cp.stdout.decode().startswith("dkim=pass"), cp.stdout + cp.stderr
 
 
+def test_a_body_length_limit_is_honoured(published):
+    """l= (RFC 6376 3.5): only that much of the body is signed; text added after it still
+    verifies, a change inside it does not."""
+    folder, resolver = published
+    pem = (folder / "t-rsa.key").read_bytes()
+    signed = dkim.sign(MESSAGE, b"t-rsa", b"i2pmail.org", pem, length=True) + MESSAGE
+    assert b" l=" in signed or b";l=" in signed or b"\tl=" in signed
+    cp = postern_verify(signed + b"Appended by a list.\r\n", resolver)
+    assert cp.returncode == 0 and cp.stdout.startswith(b"dkim=pass"), cp.stdout
+    cp = postern_verify(signed.replace(b"Hello,", b"Hullo,"), resolver)
+    assert b"dkim=fail (body hash did not verify)" in cp.stdout
+
+
 def test_missing_keys_and_dns_failures_are_told_apart(published):
     folder, resolver = published
     signed = sign(folder, "t-rsa", MESSAGE).replace(b"s=t-rsa;", b"s=nobody;")

@@ -2,6 +2,7 @@ import Foundation
 import MailCore
 import NIOCore
 import NIOPosix
+import Wire
 
 /// Carries one message over SMTP to the next hop (the gateway, or any SMTP server): EHLO,
 /// AUTH PLAIN when configured, MAIL, RCPT for each recipient, DATA. The outcome is per recipient;
@@ -212,9 +213,8 @@ public struct RelayClient: Sendable {
             try await outbound.write(ByteBuffer(string: line + "\r\n"))
         }
 
-        /// QUIT, and its 221 awaited (RFC 5321 4.1.1.10: the client SHOULD wait for it, and a
-        /// server writing 221 to a socket already closed may die of SIGPIPE), for at most
-        /// `quitWait`: the outcome is settled already.
+        /// QUIT, and its 221 awaited (RFC 5321 4.1.1.10: the client SHOULD wait for it) for at
+        /// most `quitWait`: the outcome is settled already.
         mutating func quit() async {
             let channel = self.channel
             let cap = channel.eventLoop.scheduleTask(in: RelayClient.quitWait) { channel.close(promise: nil) }
@@ -230,35 +230,12 @@ public struct RelayClient: Sendable {
         /// The message, dot-stuffed (RFC 5321 4.5.2), then `.` on its own line, in 64 KiB
         /// writes: each completed write tells the idle timer the upload is moving.
         func sendData(_ message: ByteBuffer) async throws {
-            var data = RelayClient.dotStuffed(message)
+            var data = ByteBufferAllocator().buffer(capacity: 0)
+            DotStuffing.writeMultiline(message, into: &data)
             while data.readableBytes > 0 {
                 try await outbound.write(data.readSlice(length: min(65536, data.readableBytes))!)
             }
         }
-    }
-
-    /// `message` with a `.` added before every line that starts with one, ending in CRLF.CRLF.
-    static func dotStuffed(_ message: ByteBuffer) -> ByteBuffer {
-        var out = ByteBufferAllocator().buffer(capacity: message.readableBytes + 64)
-        let bytes = message.readableBytesView
-        var atLineStart = true
-        var runStart = bytes.startIndex
-        var index = bytes.startIndex
-        while index < bytes.endIndex {
-            if atLineStart && bytes[index] == UInt8(ascii: ".") {
-                out.writeBytes(bytes[runStart..<index])
-                out.writeInteger(UInt8(ascii: "."))
-                runStart = index
-            }
-            atLineStart = bytes[index] == 10 && index > bytes.startIndex && bytes[index - 1] == 13
-            index += 1
-        }
-        out.writeBytes(bytes[runStart..<bytes.endIndex])
-        if !(bytes.count >= 2 && bytes[bytes.endIndex - 2] == 13 && bytes[bytes.endIndex - 1] == 10) && !bytes.isEmpty {
-            out.writeString("\r\n")
-        }
-        out.writeString(".\r\n")
-        return out
     }
 }
 

@@ -3,11 +3,12 @@ import NIOCore
 import Glibc
 #endif
 
-/// Byte-exact multi-line output of stored messages (RFC 1939 section 3, POP-3).
+/// Dot-stuffing of a stored message for the wire: POP3's multi-line responses (RFC 1939 section
+/// 3, POP-3) and SMTP's DATA (RFC 5321 4.5.2) follow the same rule.
 ///
 /// One pass over the stored bytes: runs between line-initial dots are copied as whole slices, so a
 /// message costs no per-line allocation.
-public enum POP3DotStuffing {
+public enum DotStuffing {
     private static let dot = UInt8(ascii: ".")
     private static let cr = UInt8(ascii: "\r")
     private static let lf = UInt8(ascii: "\n")
@@ -32,7 +33,7 @@ public enum POP3DotStuffing {
             var lineStart = 0
             while lineStart < end {
                 if bytes[lineStart] == dot {
-                    // RFC 1939 section 3: a line beginning with "." gets one more "." in front.
+                    // RFC 1939 section 3, RFC 5321 4.5.2: a line beginning with "." gets one more "." in front.
                     out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[chunkStart..<lineStart]))
                     out.writeInteger(dot)
                     chunkStart = lineStart
