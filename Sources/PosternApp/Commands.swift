@@ -357,11 +357,29 @@ struct HashcashCommand: AsyncParsableCommand {
     }
 }
 
-/// `postern gateway`: the Internet gateway's tools. (The gateway service itself comes with its
-/// issue; DKIM keys can be made and tried now.)
+/// `postern gateway`: the Internet gateway (run by default), and its tools.
 struct GatewayCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "gateway", abstract: "The Internet gateway's tools.",
-                                                    subcommands: [DKIMKeygen.self, DKIMSign.self, DKIMVerify.self, MX.self, DNS.self])
+    static let configuration = CommandConfiguration(
+        commandName: "gateway", abstract: "Run the Internet gateway (the MX of the Internet domain and the relay for the core), or one of its tools.",
+        subcommands: [Run.self, DKIMKeygen.self, DKIMSign.self, DKIMVerify.self, MX.self, DNS.self], defaultSubcommand: Run.self)
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run", abstract: "Run the gateway: MX on gateway.mx_listen, the core's door on gateway.core_listen.")
+        @OptionGroup var options: CommonOptions
+
+        func run() async throws {
+            let config = try options.load()
+            let logger = makeLogger(level: config.logLevel)
+            let gateway = GatewayService(configuration: config, logger: logger) { line in
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            }
+            let group = ServiceGroup(configuration: .init(services: [gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            do { try await group.run() } catch let errors as ConfigurationErrors {
+                throw UserError(errors.description)
+            }
+        }
+    }
 
     struct DKIMVerify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

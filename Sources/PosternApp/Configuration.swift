@@ -1,5 +1,6 @@
 import Foundation
 import MailCore
+import NIOCore
 import TOMLKit
 
 /// `host:port` of a listener or peer.
@@ -87,7 +88,48 @@ public struct PosternConfiguration: Sendable, Equatable {
     public var hashcashBits = 22
     public var hashcashRecipients = 5
 
+    /// The gateway (`postern gateway`, GW-1..3; `[gateway]`).
+    public var gatewayMXListen = HostPort(host: "127.0.0.1", port: 5025)
+    /// Where the core hands over Internet-bound mail (the core's `relay.address`).
+    public var gatewayCoreListen = HostPort(host: "127.0.0.1", port: 5026)
+    /// Where the gateway reaches the core's SMTP listener.
+    public var gatewayCore = HostPort(host: "127.0.0.1", port: 5587)
+    public var gatewayResolver = HostPort(host: "127.0.0.1", port: 53)
+    /// The MX's name in greetings and EHLO; default `mx.` + the Internet domain.
+    public var gatewayHostname: String?
+    /// The link's login, both ways (the core's `relay.username` and `relay.password_file`).
+    public var gatewayUsername = "core"
+    public var gatewayPasswordFile: String?
+    public var gatewayDataDirectory = "gateway-data"
+    /// DKIM: keys from `postern gateway dkim-keygen` in `dkim_dir` (`SELECTOR-rsa.key`,
+    /// `SELECTOR-ed25519.key`), and/or one key file signed under `dkim_selector` itself (the
+    /// default file is used when it exists; one named in the file must exist).
+    public var dkimSelector = "postern"
+    public var dkimDirectory: String?
+    public var dkimKeyFile = PosternConfiguration.defaultDKIMKeyFile
+    public static let defaultDKIMKeyFile = "dkim.key"
+    /// STARTTLS on the MX: both or neither.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    public var dnsBlocklists: [String] = []
+    /// Remote MXs listen here (25; another port only for tests).
+    public var mxPort = 25
+    /// The local address outbound connections leave from (the one the SPF record names).
+    public var outboundAddress: String?
+    /// Outbound TLS: "may" (opportunistic, RFC 7435) or "encrypt" (no delivery without TLS).
+    public var outboundTLS = "may"
+    /// SPF `fail`: "reject" (550 5.7.23) or "mark" (recorded in Authentication-Results only).
+    public var spfFail = "reject"
+    public var gatewayMaxMessageSize = 32 * 1_048_576
+    public var gatewayMaxRecipients = 100
+    public var gatewayMaxSessions = 500
+    /// New connections allowed per client address per minute.
+    public var connectionsPerMinute = 30
+
     public init() {}
+
+    /// The MX's host name (greeting, EHLO).
+    public var mxHostname: String { gatewayHostname ?? "mx.\(internetDomain)" }
 }
 
 /// One problem in a configuration file, with the key it concerns (OPS-3).
@@ -133,7 +175,10 @@ extension PosternConfiguration {
         "irc": ["server": .hostPort, "nick": .string, "notice_interval": .duration, "nickserv_password_file": .string],
         "i2p": ["sam": .hostPort, "publish": .stringArray, "keys_dir": .string, "options": .table],
         "gateway": ["mx_listen": .hostPort, "core_listen": .hostPort, "core": .hostPort, "resolver": .hostPort,
-                    "dkim_selector": .string, "dkim_key_file": .string, "tls_cert": .string, "tls_key": .string, "dnsbl": .stringArray],
+                    "dkim_selector": .string, "dkim_key_file": .string, "tls_cert": .string, "tls_key": .string, "dnsbl": .stringArray,
+                    "hostname": .string, "username": .string, "password_file": .string, "data_dir": .string, "dkim_dir": .string,
+                    "mx_port": .positiveInt, "outbound_address": .string, "outbound_tls": .string, "spf_fail": .string, "max_message_size": .size,
+                    "max_recipients": .positiveInt, "max_sessions": .positiveInt, "connections_per_minute": .positiveInt],
         "webmail": ["listen": .hostPort, "smtp": .hostPort, "pop3": .hostPort, "data_dir": .string],
     ]
 
@@ -237,6 +282,28 @@ extension PosternConfiguration {
         if let v = duration("queue", "give_up_after") { config.giveUpAfter = v }
         if let v = duration("queue", "delay_notice_after") { config.delayNoticeAfter = v }
         if let v = int("hashcash", "bits") { config.hashcashBits = v }
+        if let v = hostPort("gateway", "mx_listen") { config.gatewayMXListen = v }
+        if let v = hostPort("gateway", "core_listen") { config.gatewayCoreListen = v }
+        if let v = hostPort("gateway", "core") { config.gatewayCore = v }
+        if let v = hostPort("gateway", "resolver") { config.gatewayResolver = v }
+        if let v = string("gateway", "hostname") { config.gatewayHostname = v.lowercased() }
+        if let v = string("gateway", "username") { config.gatewayUsername = v }
+        if let v = string("gateway", "password_file") { config.gatewayPasswordFile = v }
+        if let v = string("gateway", "data_dir") { config.gatewayDataDirectory = v }
+        if let v = string("gateway", "dkim_selector") { config.dkimSelector = v }
+        if let v = string("gateway", "dkim_dir") { config.dkimDirectory = v }
+        if let v = string("gateway", "dkim_key_file") { config.dkimKeyFile = v }
+        if let v = string("gateway", "tls_cert"), !v.isEmpty { config.tlsCertificate = v }
+        if let v = string("gateway", "tls_key"), !v.isEmpty { config.tlsKey = v }
+        if let v = value("gateway", "dnsbl")?.array { config.dnsBlocklists = v.compactMap { $0.string?.lowercased() } }
+        if let v = int("gateway", "mx_port") { config.mxPort = v }
+        if let v = string("gateway", "outbound_address"), !v.isEmpty { config.outboundAddress = v }
+        if let v = string("gateway", "outbound_tls") { config.outboundTLS = v }
+        if let v = string("gateway", "spf_fail") { config.spfFail = v }
+        if let v = size("gateway", "max_message_size") { config.gatewayMaxMessageSize = v }
+        if let v = int("gateway", "max_recipients") { config.gatewayMaxRecipients = v }
+        if let v = int("gateway", "max_sessions") { config.gatewayMaxSessions = v }
+        if let v = int("gateway", "connections_per_minute") { config.connectionsPerMinute = v }
         if let v = int("hashcash", "recipients_per_stamp") { config.hashcashRecipients = v }
 
         // Rules that tie keys together or bound values.
@@ -306,6 +373,31 @@ extension PosternConfiguration {
         }
         if (config.relayUsername != nil || config.relayPasswordFile != nil) && config.relay == nil {
             errors.append(ConfigurationError(key: "relay.address", message: "is needed when relay.username or relay.password_file is set"))
+        }
+        if (config.tlsCertificate == nil) != (config.tlsKey == nil) {
+            errors.append(ConfigurationError(key: config.tlsCertificate == nil ? "gateway.tls_cert" : "gateway.tls_key",
+                                             message: "tls_cert and tls_key go together: give both or neither"))
+        }
+        if !["may", "encrypt"].contains(config.outboundTLS) {
+            errors.append(ConfigurationError(key: "gateway.outbound_tls", message: "expected may or encrypt"))
+        }
+        if !["reject", "mark"].contains(config.spfFail) {
+            errors.append(ConfigurationError(key: "gateway.spf_fail", message: "expected reject or mark"))
+        }
+        if let address = config.outboundAddress, (try? SocketAddress(ipAddress: address, port: 0)) == nil {
+            errors.append(ConfigurationError(key: "gateway.outbound_address", message: "\"\(address)\" is not an IP address"))
+        }
+        if config.mxPort > 65535 {
+            errors.append(ConfigurationError(key: "gateway.mx_port", message: "must be a port number (1 to 65535)"))
+        }
+        if config.gatewayMaxMessageSize < 1024 || config.gatewayMaxMessageSize > 1 << 30 {
+            errors.append(ConfigurationError(key: "gateway.max_message_size", message: "must be between 1KiB and 1GiB"))
+        }
+        if config.gatewayMaxRecipients > 1000 {
+            errors.append(ConfigurationError(key: "gateway.max_recipients", message: "must be at most 1000"))
+        }
+        if let hostname = config.gatewayHostname, EmailAddress("postmaster@\(hostname)") == nil || !hostname.contains(".") {
+            errors.append(ConfigurationError(key: "gateway.hostname", message: "\"\(hostname)\" is not a host name such as mx.i2pmail.org"))
         }
         if let policy = string("scan", "on_unavailable"), !["tempfail", "accept"].contains(policy) {
             errors.append(ConfigurationError(key: "scan.on_unavailable", message: "expected tempfail or accept"))

@@ -1,5 +1,6 @@
 import Delivery
 import Foundation
+import Gateway
 import Logging
 import NIOCore
 import NIOPosix
@@ -25,7 +26,10 @@ public final class CoreService: Service {
         let stores = try CoreStores(configuration: configuration, logger: logger)
         try? await stores.threading.removeExpired()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let runner = try makeQueueRunner(stores: stores, group: group)
+        let relayPassword = try readRelayPassword()
+        let runner = makeQueueRunner(stores: stores, group: group, password: relayPassword)
+        // The gateway logs in with the link's credentials, the same pair the core uses there.
+        let gateway = configuration.relayUsername.flatMap { name in relayPassword.map { PeerCredential(username: name, password: $0) } }
         let smtp = SubmissionServer(
             configuration: SubmissionServerConfiguration(
                 host: configuration.smtpListen.host, port: configuration.smtpListen.port,
@@ -34,7 +38,7 @@ public final class CoreService: Service {
                 commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
                 dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)),
                 maxSessions: configuration.smtpMaxSessions),
-            backend: SubmissionService(stores: stores, logger: logger, onQueued: { runner?.wake() }), group: group, logger: logger)
+            backend: SubmissionService(stores: stores, logger: logger, gateway: gateway, onQueued: { runner?.wake() }), group: group, logger: logger)
         let pop3 = POP3Server(
             configuration: POP3ServerConfiguration(host: configuration.pop3Listen.host, port: configuration.pop3Listen.port,
                                                    autologout: .nanoseconds(Int64(configuration.autologout * 1e9)),
@@ -73,19 +77,12 @@ public final class CoreService: Service {
 
     /// The queue runner for the configured relay; nil without one (no Internet recipient is then
     /// accepted, and anything queued earlier waits).
-    private func makeQueueRunner(stores: CoreStores, group: any EventLoopGroup) throws -> QueueRunner? {
+    private func makeQueueRunner(stores: CoreStores, group: any EventLoopGroup, password: String?) -> QueueRunner? {
         guard let relay = configuration.relay else {
             if let waiting = try? stores.queue.nextDue(), waiting > 0 {
                 logger.warning("the outbound queue holds mail but no [relay] is configured: it waits")
             }
             return nil
-        }
-        var password: String?
-        if let file = configuration.relayPasswordFile {
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-                throw ConfigurationErrors(errors: [ConfigurationError(key: "relay.password_file", message: "cannot read \(file)")])
-            }
-            password = text.trimmingCharacters(in: .newlines)
         }
         let timeout = TimeAmount.nanoseconds(Int64(configuration.relayTimeout * 1e9))
         let client = RelayClient(configuration: .init(host: relay.host, port: relay.port, helo: configuration.domain,
@@ -96,6 +93,21 @@ public final class CoreService: Service {
                            settings: .init(domain: configuration.domain, internetDomain: configuration.internetDomain,
                                            schedule: stores.schedule, retry: stores.retry),
                            clock: stores.clock, workers: stores.workers, logger: logger)
+    }
+
+    private func readRelayPassword() throws -> String? {
+        guard let file = configuration.relayPasswordFile else { return nil }
+        return try Self.readSecret(file, key: "relay.password_file")
+    }
+
+    /// A password file's first line (OPS-3: the key is named when it cannot be read).
+    static func readSecret(_ file: String, key: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationErrors(errors: [ConfigurationError(key: key, message: "cannot read \(file)")])
+        }
+        let secret = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        guard !secret.isEmpty else { throw ConfigurationErrors(errors: [ConfigurationError(key: key, message: "\(file) is empty")]) }
+        return secret
     }
 
     static func describe(_ address: SocketAddress) -> String {

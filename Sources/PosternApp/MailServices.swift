@@ -1,5 +1,6 @@
 import Delivery
 import Foundation
+import Gateway
 import Logging
 import MailCore
 import NIOConcurrencyHelpers
@@ -85,15 +86,25 @@ public final class CoreStores: Sendable {
 
 /// SMTP submission over the stores: the pipeline of docs/flow.md — check, prepare, store.
 final class SubmissionService: SubmissionBackend {
-    private let stores: CoreStores
-    private let logger: Logger
+    let stores: CoreStores
+    let logger: Logger
     /// Called once Internet-bound mail is queued (wakes the queue runner).
     private let onQueued: @Sendable () -> Void
+    /// The gateway's login on the link (the `[relay]` credentials, both ways); nil: no gateway.
+    let gateway: PeerCredential?
 
-    init(stores: CoreStores, logger: Logger, onQueued: @escaping @Sendable () -> Void = {}) {
+    init(stores: CoreStores, logger: Logger, gateway: PeerCredential? = nil, onQueued: @escaping @Sendable () -> Void = {}) {
         self.stores = stores
         self.logger = logger
+        self.gateway = gateway
         self.onQueued = onQueued
+    }
+
+    /// With a gateway configured, each connection gets a `GatewayAwareConnection`, which takes
+    /// the gateway's login and then handles its transactions (mail from the Internet, bounces).
+    func connection(from remote: SocketAddress?) -> any SubmissionBackend {
+        guard let gateway else { return self }
+        return GatewayAwareConnection(service: self, gateway: gateway)
     }
 
     func authenticate(username: String, password: String) async -> SMTPAuthOutcome {
@@ -116,14 +127,16 @@ final class SubmissionService: SubmissionBackend {
         }
     }
 
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
-        (try? await stores.workers.runIfActive {
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
+        guard let sender else { return Self.nullSender }
+        return (try? await stores.workers.runIfActive {
             self.checkRecipientNow(recipient, sender: sender, declaredSize: declaredSize, earlier: earlier)
         }) ?? Self.localProblem
     }
 
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress],
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress],
                         on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict> {
+        guard let sender else { return loop.makeSucceededFuture(Self.nullSender) }
         // An account read a moment ago answers on the loop itself: no thread switch at all.
         if recipient.domain == stores.configuration.domain, let account = stores.recentMailbox(for: recipient) {
             return loop.makeSucceededFuture(verdict(recipient, account: account, declaredSize: declaredSize))
@@ -133,7 +146,9 @@ final class SubmissionService: SubmissionBackend {
         }.recover { _ in Self.localProblem }
     }
 
-    private static let localProblem = RecipientVerdict.rejected(SMTPReply(451, "4.3.0", "Temporary local problem, try again later"))
+    /// The submission role never lets `<>` through (SMTP-3); a backend says so too.
+    private static let nullSender = RecipientVerdict.rejected(SMTPReply(553, "5.7.1", "Null sender not allowed on submission"))
+    static let localProblem = RecipientVerdict.rejected(SMTPReply(451, "4.3.0", "Temporary local problem, try again later"))
 
     /// RCPT TO, on a worker thread.
     private func checkRecipientNow(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) -> RecipientVerdict {
@@ -195,7 +210,7 @@ final class SubmissionService: SubmissionBackend {
         return nil
     }
 
-    private func verdict(_ recipient: EmailAddress, account: Account?, declaredSize: Int?) -> RecipientVerdict {
+    func verdict(_ recipient: EmailAddress, account: Account?, declaredSize: Int?) -> RecipientVerdict {
         guard let account else {
             return .rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>"))
         }
@@ -233,7 +248,7 @@ final class SubmissionService: SubmissionBackend {
     }
 
     private static let preparedOnTheLoopUpTo = 32 * 1024
-    private static let notStored = DeliveryOutcome.rejected(SMTPReply(451, "4.3.0", "Temporary local problem: message not stored, try again later"))
+    static let notStored = DeliveryOutcome.rejected(SMTPReply(451, "4.3.0", "Temporary local problem: message not stored, try again later"))
 
     typealias ClientHeader = SubmissionPreparation.ClientHeader
 
@@ -263,6 +278,7 @@ final class SubmissionService: SubmissionBackend {
     private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: ClientHeader, lookup: Lookup,
                             completion: @escaping @Sendable (DeliveryOutcome) -> Void) throws {
         let domain = stores.configuration.domain
+        guard let sender = envelope.sender else { return completion(.rejected(SMTPReply(553, "5.7.1", "Null sender not allowed on submission"))) }
         let mailbox: (EmailAddress) throws -> Account? = { [stores] address in
             switch lookup {
             case .readIfNeeded: return try stores.mailbox(for: address)
@@ -284,7 +300,7 @@ final class SubmissionService: SubmissionBackend {
                 }
             }
             // Threading across Postern's Message-ID replacement (PRIV-2): see ThreadingMap.
-            let senderAccount = try mailbox(envelope.sender)
+            let senderAccount = try mailbox(sender)
             var replacements: [String: String] = [:]
             if let senderAccount, !ids.references.isEmpty {
                 if lookup == .recentOnly { throw NeedsRead() }
@@ -319,7 +335,7 @@ final class SubmissionService: SubmissionBackend {
                 }
             }
             let messageID = MessageSanitiser.newMessageID(domain: domain, random: &random)
-            let prepared = SubmissionPreparation.prepare(message, sender: envelope.sender, domain: domain, now: now,
+            let prepared = SubmissionPreparation.prepare(message, sender: sender, domain: domain, now: now,
                                                          messageID: messageID, referenceReplacements: replacements)
             let threadingRow = try senderAccount.flatMap { account in
                 try ids.own.map { try stores.threading.row(original: $0, replacement: messageID, accountID: account.id) }
@@ -338,7 +354,7 @@ final class SubmissionService: SubmissionBackend {
                     onQueued?()
                     completion(.accepted)
                 case .failure(DeliveryFailure.internetQuota(let freesAt)):
-                    completion(.rejected(self.quotaRefusal(quota: quota, freesAt: freesAt, sender: envelope.sender)))
+                    completion(.rejected(self.quotaRefusal(quota: quota, freesAt: freesAt, sender: sender)))
                 case .failure(DeliveryFailure.stampSpent):
                     completion(.rejected(SMTPReply(550, "5.7.1", "X-Hashcash: this stamp was already used; mint a new one")))
                 case .failure(DeliveryFailure.mailboxFull(let name)):

@@ -23,10 +23,12 @@ public struct InboundSanitiser: Sendable {
         self.authservID = authservID ?? internetDomain
     }
 
-    /// `verdict` is the result part of Authentication-Results, e.g. `spf=pass smtp.mailfrom=example.com`.
-    public func sanitise(_ message: [UInt8], verdict: String) -> [UInt8] {
+    /// `verdict` is the result part of Authentication-Results, e.g. `spf=pass smtp.mailfrom=example.com`;
+    /// `trace`, a whole Received field (without its CRLF) the gateway adds below it.
+    public func sanitise(_ message: [UInt8], verdict: String, trace: String? = nil) -> [UInt8] {
         let header = HeaderSection.parse(message)
         var out: [UInt8] = Array("Authentication-Results: \(authservID); \(verdict)\r\n".utf8)
+        if let trace { out += Array((trace + "\r\n").utf8) }
         out.reserveCapacity(message.count + out.count)
         for field in header.fields {
             let name = field.name.lowercased()

@@ -14,15 +14,23 @@ public struct SubmissionServerConfiguration: Sendable {
     public var dataTimeout: TimeAmount
     /// Global cap on concurrent sessions: all I2P clients arrive from 127.0.0.1, so no per-IP limit.
     public var maxSessions: Int
+    /// Decides at connect time, from the client's address, whether to refuse it with a reply
+    /// (an exchange's rate limit). Runs on the event loop: it must not block.
+    public var admission: (@Sendable (SocketAddress?) -> SMTPReply?)?
+    /// Puts a TLS server handler first in the pipeline, for STARTTLS (the exchange role).
+    public var startTLS: (@Sendable (any Channel) throws -> Void)?
 
     public init(host: String = "127.0.0.1", port: Int = 5587, session: SubmissionSession.Configuration = .init(),
-                commandTimeout: TimeAmount = .minutes(5), dataTimeout: TimeAmount = .minutes(10), maxSessions: Int = 1000) {
+                commandTimeout: TimeAmount = .minutes(5), dataTimeout: TimeAmount = .minutes(10), maxSessions: Int = 1000,
+                admission: (@Sendable (SocketAddress?) -> SMTPReply?)? = nil, startTLS: (@Sendable (any Channel) throws -> Void)? = nil) {
         self.host = host
         self.port = port
         self.session = session
         self.commandTimeout = commandTimeout
         self.dataTimeout = dataTimeout
         self.maxSessions = maxSessions
+        self.admission = admission
+        self.startTLS = startTLS
     }
 }
 
@@ -71,10 +79,14 @@ public final class SubmissionServer: Sendable {
             state.sessions[id] = channel
             return true
         }
+        let remote = channel.remoteAddress
+        let refusal = accepted ? configuration.admission?(remote) : SMTPReply(421, "4.7.0", "Too many sessions, try again later")
+        let backend = refusal == nil ? self.backend.connection(from: remote) : self.backend
         channel.closeFuture.whenComplete { [state] _ in
             _ = state.withLockedValue { $0.sessions.removeValue(forKey: id) }
+            if refusal == nil { backend.connectionClosed() }
         }
-        let handler = SubmissionHandler(configuration: configuration, backend: backend, logger: logger, admitted: accepted)
+        let handler = SubmissionHandler(configuration: configuration, backend: backend, logger: logger, refusal: refusal)
         try channel.pipeline.syncOperations.addHandler(handler)
     }
 
@@ -108,11 +120,12 @@ final class SubmissionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     struct ShutdownRequested {}
+    struct TLSUnavailable: Error {}
 
     private let configuration: SubmissionServerConfiguration
     private let backend: any SubmissionBackend
     private let logger: Logger
-    private let admitted: Bool
+    private let refusal: SMTPReply?
     private var session: SubmissionSession
     private var framer: CRLFLineFramer
     private var output: ByteBuffer
@@ -124,20 +137,20 @@ final class SubmissionHandler: ChannelDuplexHandler {
     private var shutdownRequested = false
     private var closing = false
 
-    init(configuration: SubmissionServerConfiguration, backend: any SubmissionBackend, logger: Logger, admitted: Bool) {
+    init(configuration: SubmissionServerConfiguration, backend: any SubmissionBackend, logger: Logger, refusal: SMTPReply?) {
         self.configuration = configuration
         self.backend = backend
         self.logger = logger
-        self.admitted = admitted
+        self.refusal = refusal
         self.session = SubmissionSession(configuration: configuration.session)
         self.framer = CRLFLineFramer(maxLineLength: SubmissionSession.InputMode.command.lineLimit)
         self.output = ByteBufferAllocator().buffer(capacity: 512)
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        guard admitted else {
+        if let refusal {
             closing = true
-            SMTPReply(421, "4.7.0", "Too many sessions, try again later").write(into: &output)
+            refusal.write(into: &output)
             flushAndClose(context: context)
             return
         }
@@ -224,6 +237,22 @@ final class SubmissionHandler: ChannelDuplexHandler {
                 writeReplies(context: context)
                 runEffect(context: context, backend.authenticate(username: username, password: password, on: context.eventLoop)) {
                     $0.authenticated($1)
+                }
+            case .checkSender(let sender, let helo):
+                runEffect(context: context, backend.checkSender(sender, helo: helo, on: context.eventLoop)) {
+                    $0.senderChecked($1)
+                }
+            case .startTLS:
+                writeReplies(context: context)
+                // RFC 3207 4: what the client pipelined after STARTTLS was sent in clear and
+                // is not part of the protected session (CVE-2011-0411): dropped unread.
+                framer.discardBuffered()
+                do {
+                    guard let startTLS = configuration.startTLS else { throw TLSUnavailable() }
+                    try startTLS(context.channel)
+                } catch {
+                    logger.debug("cannot start TLS", metadata: ["error": "\(type(of: error))"])
+                    flushAndClose(context: context)
                 }
             case .checkRecipient(let recipient, let sender, let size, let earlier):
                 runEffect(context: context, backend.checkRecipient(recipient, sender: sender, declaredSize: size, earlier: earlier,

@@ -10,9 +10,25 @@ import NIOCore
 /// `authenticated(_:)`, `recipientChecked(_:)` and `delivered(_:)`; no other input may be fed while
 /// one is outstanding (`awaitingEffect`).
 public struct SubmissionSession: Sendable {
+    /// Who is on the other side, which decides what the dialogue allows.
+    public enum Role: Sendable, Equatable {
+        /// Users submitting their own mail (SMTP-2, SMTP-3): AUTH first; the envelope sender and
+        /// the From header are the login's.
+        case submission
+        /// A trusted peer handing mail over (the core to the gateway, the gateway to the core):
+        /// AUTH first, then any envelope, the null sender too; the header is the peer's business.
+        case relay
+        /// The public MX of the Internet domain (GW-2): no AUTH; any sender, which the backend
+        /// checks (`checkSender`: blocklists, SPF); STARTTLS when a certificate is configured.
+        case exchange
+    }
+
     public struct Configuration: Sendable {
         /// Announced in the greeting and EHLO: the mail domain, never the machine's host name.
         public var domain: String
+        public var role: Role
+        /// Offer STARTTLS (RFC 3207; the exchange role only: I2P already encrypts the others).
+        public var offersSTARTTLS: Bool
         public var maxMessageSize: Int
         public var maxRecipients: Int
         /// Failed AUTH attempts after which the connection is closed (SMTP-6).
@@ -20,9 +36,12 @@ public struct SubmissionSession: Sendable {
         /// Bad commands after which the connection is closed.
         public var maxErrors: Int
 
-        public init(domain: String = "mail.i2p", maxMessageSize: Int = 32 * 1024 * 1024, maxRecipients: Int = 100,
+        public init(domain: String = "mail.i2p", role: Role = .submission, offersSTARTTLS: Bool = false,
+                    maxMessageSize: Int = 32 * 1024 * 1024, maxRecipients: Int = 100,
                     maxAuthFailures: Int = 3, maxErrors: Int = 20) {
             self.domain = domain
+            self.role = role
+            self.offersSTARTTLS = offersSTARTTLS && role == .exchange
             self.maxMessageSize = maxMessageSize
             self.maxRecipients = maxRecipients
             self.maxAuthFailures = maxAuthFailures
@@ -33,11 +52,18 @@ public struct SubmissionSession: Sendable {
     public enum Action: Sendable, Equatable {
         case reply(SMTPReply)
         case authenticate(username: String, password: String)
+        /// The exchange role's check of a new transaction's sender (nil: the null sender) and the
+        /// client's EHLO name, answered through `senderChecked(_:)`.
+        case checkSender(EmailAddress?, helo: String)
         /// `earlier`: the recipients this transaction already accepted (the Internet quota counts them).
-        case checkRecipient(EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress])
+        case checkRecipient(EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress])
         case deliver(SubmissionEnvelope, ByteBuffer)
         /// Close the connection after the replies before it are written.
         case close
+        /// Write the replies before it in clear, then start TLS as the server (RFC 3207 4): any
+        /// input the client sent after STARTTLS is thrown away unread (it came before the
+        /// handshake, so nothing vouches for it), and the session starts over.
+        case startTLS
     }
 
     /// How the driver must cut the next input.
@@ -70,7 +96,7 @@ public struct SubmissionSession: Sendable {
     }
 
     private struct Transaction: Sendable {
-        var sender: EmailAddress
+        var sender: EmailAddress?
         var declaredSize: Int?
         var bodyType: BodyType
         var smtpUTF8: Bool
@@ -86,10 +112,16 @@ public struct SubmissionSession: Sendable {
         var chunked = false
     }
 
-    private enum Pending: Sendable { case none, auth, recipient(EmailAddress), delivery }
+    private enum Pending: Sendable { case none, auth, sender(Transaction), recipient(EmailAddress), delivery }
 
     public let configuration: Configuration
     private var greeted = false
+    /// The role now: a submission session becomes a relay when the peer logs in.
+    private var role: Role
+    private var peerLoggedIn = false
+    /// The client's EHLO/HELO name: SPF checks it for the null sender (RFC 7208 2.3); never stored.
+    private var helo = ""
+    private var tlsActive = false
     private var login: EmailAddress?
     private var authStep: AuthStep?
     private var transaction: Transaction?
@@ -106,6 +138,7 @@ public struct SubmissionSession: Sendable {
 
     public init(configuration: Configuration) {
         self.configuration = configuration
+        self.role = configuration.role
     }
 
     public var awaitingEffect: Bool {
@@ -211,10 +244,26 @@ public struct SubmissionSession: Sendable {
         case .success(let address):
             login = address
             return [.reply(SMTPReply(235, "2.7.0", "Authentication successful"))]
+        case .peer:
+            peerLoggedIn = true
+            role = .relay
+            return [.reply(SMTPReply(235, "2.7.0", "Authentication successful"))]
         case .failure:
             return authFailed()
         case .temporaryFailure:
             return [.reply(.authTemporary)]
+        }
+    }
+
+    public mutating func senderChecked(_ verdict: RecipientVerdict) -> [Action] {
+        guard case .sender(let checked) = pending else { preconditionFailure("no sender check pending") }
+        pending = .none
+        switch verdict {
+        case .accepted:
+            transaction = checked
+            return [.reply(SMTPReply(250, "2.1.0", "Sender OK"))]
+        case .rejected(let reply):
+            return [.reply(reply)]
         }
     }
 
@@ -256,24 +305,29 @@ public struct SubmissionSession: Sendable {
         case .rset:
             resetTransaction()
             return [.reply(.ok)]
-        case .ehlo:
+        case .ehlo(let name):
             greeted = true
+            helo = String(name.prefix(255))
             resetTransaction()
             return [.reply(ehloReply())]
-        case .helo:
+        case .helo(let name):
             greeted = true
+            helo = String(name.prefix(255))
             resetTransaction()
             return [.reply(SMTPReply(250, lines: [configuration.domain]))]
         case .auth(let mechanism, let initial):
+            guard role != .exchange else {
+                return countError(SMTPReply(502, "5.5.1", "AUTH not available here: this is a mail exchanger"))
+            }
             return auth(mechanism: mechanism, initial: initial)
         case .starttls:
-            // SMTP-2: no TLS on the I2P side; I2P encrypts end to end.
-            return countError(SMTPReply(502, "5.5.1", "STARTTLS not offered: I2P already encrypts this connection"))
+            return startTLS()
         default:
             break
         }
-        // SMTP-2: nothing else before authentication.
-        guard let login else { return countError(.authRequired) }
+        // SMTP-2: nothing else before authentication (an exchange takes mail from anyone).
+        let login = self.login
+        guard login != nil || peerLoggedIn || role == .exchange else { return countError(.authRequired) }
         switch command {
         case .mail(let reversePath, let parameters):
             return mail(from: reversePath, parameters: parameters, login: login)
@@ -294,7 +348,7 @@ public struct SubmissionSession: Sendable {
     }
 
     private func ehloReply() -> SMTPReply {
-        SMTPReply(250, lines: [
+        var lines = [
             configuration.domain,
             "PIPELINING",                                   // RFC 2920
             "SIZE \(configuration.maxMessageSize)",         // RFC 1870
@@ -302,15 +356,35 @@ public struct SubmissionSession: Sendable {
             "ENHANCEDSTATUSCODES",                          // RFC 2034
             "SMTPUTF8",                                     // RFC 6531
             "CHUNKING",                                     // RFC 3030
-            "AUTH PLAIN LOGIN",                             // RFC 4954
-            "HELP",
-        ])
+        ]
+        switch role {
+        case .submission, .relay: lines.append("AUTH PLAIN LOGIN")         // RFC 4954
+        case .exchange: if configuration.offersSTARTTLS && !tlsActive { lines.append("STARTTLS") }  // RFC 3207
+        }
+        lines.append("HELP")
+        return SMTPReply(250, lines: lines)
+    }
+
+    private mutating func startTLS() -> [Action] {
+        guard configuration.offersSTARTTLS else {
+            // SMTP-2: no TLS on the I2P side; I2P encrypts end to end.
+            return countError(SMTPReply(502, "5.5.1", "STARTTLS not offered: I2P already encrypts this connection"))
+        }
+        guard !tlsActive else { return countError(SMTPReply(503, "5.5.1", "TLS already active")) }
+        guard greeted else { return countError(SMTPReply(503, "5.5.1", "Send EHLO first")) }
+        // RFC 3207 4.2: after the handshake the client starts over with EHLO; nothing it said
+        // before (EHLO name, transaction) survives.
+        tlsActive = true
+        greeted = false
+        helo = ""
+        resetTransaction()
+        return [.reply(SMTPReply(220, "2.0.0", "Ready to start TLS")), .startTLS]
     }
 
     private mutating func auth(mechanism: String, initial: String?) -> [Action] {
         // RFC 4954 4: AUTH is an ESMTP command, not allowed after a successful AUTH or in a transaction.
         guard greeted else { return countError(SMTPReply(503, "5.5.1", "Send EHLO first")) }
-        guard login == nil else { return countError(SMTPReply(503, "5.5.1", "Already authenticated")) }
+        guard login == nil && !peerLoggedIn else { return countError(SMTPReply(503, "5.5.1", "Already authenticated")) }
         guard transaction == nil else { return countError(SMTPReply(503, "5.5.1", "AUTH not allowed during a mail transaction")) }
         switch mechanism {
         case "PLAIN":
@@ -391,16 +465,22 @@ public struct SubmissionSession: Sendable {
         return [.reply(.authInvalid)]
     }
 
-    private mutating func mail(from reversePath: EmailAddress?, parameters: [MailParameter], login: EmailAddress) -> [Action] {
+    private mutating func mail(from reversePath: EmailAddress?, parameters: [MailParameter], login: EmailAddress?) -> [Action] {
         guard transaction == nil else { return countError(SMTPReply(503, "5.5.1", "Nested MAIL command")) }
-        // SMTP-3: the envelope sender is exactly the account; no null sender on submission.
-        guard let reversePath else {
-            return [.reply(SMTPReply(553, "5.7.1", "Null sender not allowed on submission"))]
+        // RFC 5321 4.1.4: MAIL before EHLO/HELO is a bad sequence.
+        guard greeted else { return countError(SMTPReply(503, "5.5.1", "Send EHLO first")) }
+        var sender = reversePath
+        if role == .submission, let login {
+            // SMTP-3: the envelope sender is exactly the account; no null sender on submission.
+            guard let reversePath else {
+                return [.reply(SMTPReply(553, "5.7.1", "Null sender not allowed on submission"))]
+            }
+            guard reversePath.canonical == login.canonical else {
+                return [.reply(SMTPReply(553, "5.7.1", "Sender address must be your own address <\(login)>"))]
+            }
+            sender = login
         }
-        guard reversePath.canonical == login.canonical else {
-            return [.reply(SMTPReply(553, "5.7.1", "Sender address must be your own address <\(login)>"))]
-        }
-        var transaction = Transaction(sender: login, declaredSize: nil, bodyType: .sevenBit, smtpUTF8: false)
+        var transaction = Transaction(sender: sender, declaredSize: nil, bodyType: .sevenBit, smtpUTF8: false)
         for parameter in parameters {
             switch parameter {
             case .size(let size):
@@ -411,6 +491,13 @@ public struct SubmissionSession: Sendable {
             case .smtputf8: transaction.smtpUTF8 = true
             case .auth: break
             }
+        }
+        if !transaction.smtpUTF8, let sender, sender.description.utf8.contains(where: { $0 >= 0x80 }) {
+            return [.reply(SMTPCommandError.nonASCIIAddress.reply)]
+        }
+        if role == .exchange {
+            pending = .sender(transaction)
+            return [.checkSender(sender, helo: helo)]
         }
         self.transaction = transaction
         return [.reply(SMTPReply(250, "2.1.0", "Sender OK"))]
@@ -447,7 +534,7 @@ public struct SubmissionSession: Sendable {
             if size > 0 { discardingChunk = true }
             return countError(reply)
         }
-        guard login != nil else { return refuse(.authRequired) }
+        guard login != nil || peerLoggedIn || role == .exchange else { return refuse(.authRequired) }
         guard let transaction else { return refuse(SMTPReply(503, "5.5.1", "Need MAIL before BDAT")) }
         guard !transaction.recipients.isEmpty else { return refuse(SMTPReply(554, "5.5.1", "No valid recipients")) }
         if body == nil {
@@ -498,13 +585,14 @@ public struct SubmissionSession: Sendable {
             return [.reply(SMTPReply(554, "5.6.0", "Message refused: \(problem)"))]
         }
         // SMTP-3: the header From must be the account's address (a display name is fine).
-        if let problem = Self.fromHeaderProblem(in: finished.bytes, login: transaction.sender) {
+        if role == .submission, let sender = transaction.sender,
+           let problem = Self.fromHeaderProblem(in: finished.bytes, login: sender) {
             resetTransaction()
             return [.reply(SMTPReply(553, "5.7.1", problem))]
         }
         pending = .delivery
         let envelope = SubmissionEnvelope(sender: transaction.sender, recipients: transaction.recipients,
-                                          bodyType: transaction.bodyType, smtpUTF8: transaction.smtpUTF8)
+                                          bodyType: transaction.bodyType, smtpUTF8: transaction.smtpUTF8, overTLS: tlsActive)
         return [.deliver(envelope, finished.bytes)]
     }
 

@@ -43,6 +43,14 @@ public struct CRLFLineFramer: Sendable {
     /// Number of bytes waiting in the framer.
     public var bufferedByteCount: Int { buffer.readableBytes }
 
+    /// Throws away everything buffered (RFC 3207 4: input that arrived before a TLS handshake).
+    public mutating func discardBuffered() {
+        buffer.clear()
+        scanned = 0
+        discarding = false
+        sawBareBreak = false
+    }
+
     public mutating func append(_ bytes: ByteBuffer) {
         if buffer.readableBytes == 0 {
             // The common case: nothing pending. Take the caller's storage instead of copying.

@@ -1,3 +1,5 @@
+import Privacy
+import MailCore
 import TestSupport
 import Foundation
 import Store

@@ -1,3 +1,4 @@
+import Privacy
 import TestSupport
 import Foundation
 import Logging

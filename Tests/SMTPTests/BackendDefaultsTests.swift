@@ -11,7 +11,7 @@ import Testing
         func authenticate(username: String, password: String) async -> SMTPAuthOutcome {
             username == "alice" ? .success(EmailAddress("alice@mail.i2p")!) : .failure
         }
-        func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
+        func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
             earlier.isEmpty ? .accepted : .rejected(SMTPReply(452, "4.5.3", "one only"))
         }
         func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {

@@ -17,11 +17,12 @@ final class FakeSubmissionBackend: SubmissionBackend {
     func authenticateNow(username: String, password: String) -> SMTPAuthOutcome {
         let name = username.lowercased().replacingOccurrences(of: "@mail.i2p", with: "")
         if username == "tempfail" { return .temporaryFailure }
+        if username == "gateway" { return password == "peer-secret" ? .peer : .failure }
         guard passwords[name] == password else { return .failure }
         return .success(EmailAddress(localPart: name, domain: "mail.i2p"))
     }
 
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
         checkNow(recipient)
     }
 
@@ -33,6 +34,12 @@ final class FakeSubmissionBackend: SubmissionBackend {
         if name == "full" { return .rejected(SMTPReply(452, "4.2.2", "Mailbox full")) }
         guard passwords[name] != nil else { return .rejected(SMTPReply(550, "5.1.1", "No such user here")) }
         return .accepted
+    }
+
+    /// The exchange role's sender check: one domain publishes an SPF record that fails us.
+    func checkSender(_ sender: EmailAddress?, helo: String) async -> RecipientVerdict {
+        sender?.domain == "spf-fail.test"
+            ? .rejected(SMTPReply(550, "5.7.23", "SPF check failed")) : .accepted
     }
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
@@ -51,7 +58,7 @@ final class FakeSubmissionBackend: SubmissionBackend {
         loop.makeSucceededFuture(authenticateNow(username: username, password: password))
     }
 
-    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress, declaredSize: Int?, earlier: [EmailAddress],
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress],
                         on loop: any EventLoop) -> EventLoopFuture<RecipientVerdict> {
         loop.makeSucceededFuture(checkNow(recipient))
     }
@@ -71,6 +78,8 @@ struct TranscriptDriver {
     var framer = CRLFLineFramer(maxLineLength: 512)
     let backend: FakeSubmissionBackend
     var closed = false
+    /// How often the session asked for TLS (the driver only notes it: bytes stay in clear).
+    var tlsStarts = 0
 
     init(configuration: SubmissionSession.Configuration = .init(maxMessageSize: 10_000), backend: FakeSubmissionBackend = .init()) {
         self.session = SubmissionSession(configuration: configuration)
@@ -102,6 +111,11 @@ struct TranscriptDriver {
                 switch action {
                 case .reply(let reply): reply.write(into: &output)
                 case .close: closed = true
+                case .startTLS:
+                    tlsStarts += 1
+                    framer.discardBuffered()
+                case .checkSender(let sender, let helo):
+                    actions += session.senderChecked(await backend.checkSender(sender, helo: helo))
                 case .authenticate(let user, let password):
                     actions += session.authenticated(await backend.authenticate(username: user, password: password))
                 case .checkRecipient(let recipient, let sender, let size, let earlier):

@@ -60,9 +60,10 @@ func runSubmission() {
             switch actions.removeFirst() {
             case .reply(let reply): reply.write(into: &output)
             case .authenticate: actions += session.authenticated(.success(alice))
+            case .checkSender: actions += session.senderChecked(.accepted)
             case .checkRecipient: actions += session.recipientChecked(.accepted)
             case .deliver: actions += session.delivered(.accepted)
-            case .close: break
+            case .close, .startTLS: break
             }
         }
     }

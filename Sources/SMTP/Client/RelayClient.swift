@@ -11,8 +11,8 @@ import Wire
 /// queue retries later (RFC 5321 4.5.4.1). Replies are kept to their codes by the callers.
 public struct RelayClient: Sendable {
     public struct Configuration: Sendable {
-        public var host: String
-        public var port: Int
+        /// Where the next hop is: a host and port over TCP, or another transport.
+        public var connector: any StreamConnector
         /// The EHLO name: the public mail domain, never the host's name (nothing about the core).
         public var helo: String
         public var username: String?
@@ -23,12 +23,22 @@ public struct RelayClient: Sendable {
         public var replyTimeout: TimeAmount
         /// The longest a whole attempt may take, however the relay trickles its replies.
         public var sessionTimeout: TimeAmount
+        /// STARTTLS (RFC 3207) toward the next hop.
+        public var tls: TLSPolicy
 
         public init(host: String, port: Int, helo: String, username: String? = nil, password: String? = nil,
                     connectTimeout: TimeAmount = .seconds(30), replyTimeout: TimeAmount = .seconds(300),
-                    sessionTimeout: TimeAmount = .minutes(30)) {
-            self.host = host
-            self.port = port
+                    sessionTimeout: TimeAmount = .minutes(30), tls: TLSPolicy = .none) {
+            self.init(connector: TCPConnector(host: host, port: port, connectTimeout: connectTimeout), helo: helo,
+                      username: username, password: password, connectTimeout: connectTimeout, replyTimeout: replyTimeout,
+                      sessionTimeout: sessionTimeout, tls: tls)
+        }
+
+        public init(connector: any StreamConnector, helo: String, username: String? = nil, password: String? = nil,
+                    connectTimeout: TimeAmount = .seconds(30), replyTimeout: TimeAmount = .seconds(300),
+                    sessionTimeout: TimeAmount = .minutes(30), tls: TLSPolicy = .none) {
+            self.connector = connector
+            self.tls = tls
             self.helo = helo
             self.username = username
             self.password = password
@@ -44,6 +54,16 @@ public struct RelayClient: Sendable {
         /// Try again later. `code` is nil when the relay gave no usable reply.
         case temporary(code: Int?, status: String)
         case permanent(code: Int, status: String)
+    }
+
+    /// How one attempt went, beyond the recipients' outcomes.
+    public struct Attempt: Sendable, Equatable {
+        public var outcomes: [Outcome]
+        /// The message (or the attempt, if it failed) went over TLS.
+        public var encrypted: Bool
+        /// The TLS handshake after STARTTLS failed: under `.opportunistic`, a caller may try the
+        /// same host again in clear (RFC 7435 opportunistic security: better than not at all).
+        public var tlsFailed: Bool
     }
 
     public let configuration: Configuration
@@ -63,6 +83,21 @@ public struct RelayClient: Sendable {
     /// Every step expects its own reply code (RFC 5321 4.3.2); any other answer, even a positive
     /// one, ends the attempt as a temporary failure.
     public func relay(from sender: String, to recipients: [String], message: ByteBuffer) async -> [Outcome] {
+        await attempt(from: sender, to: recipients, message: message).outcomes
+    }
+
+    /// `relay` with the attempt's TLS facts. `tls` overrides the configured policy (a retry in
+    /// clear after a failed handshake).
+    public func attempt(from sender: String, to recipients: [String], message: ByteBuffer, tls: TLSPolicy? = nil) async -> Attempt {
+        let tls = tls ?? configuration.tls
+        var encrypted = false
+        var tlsFailed = false
+        let outcomes = await relay(from: sender, to: recipients, message: message, tls: tls, encrypted: &encrypted, tlsFailed: &tlsFailed)
+        return Attempt(outcomes: outcomes, encrypted: encrypted, tlsFailed: tlsFailed)
+    }
+
+    private func relay(from sender: String, to recipients: [String], message: ByteBuffer, tls: TLSPolicy,
+                       encrypted: inout Bool, tlsFailed: inout Bool) async -> [Outcome] {
         var outcomes = [Outcome?](repeating: nil, count: recipients.count)
         func rest(_ outcome: Outcome) -> [Outcome] { outcomes.map { $0 ?? outcome } }
         // RFC 6531 3.2: a non-ASCII address can only travel with SMTPUTF8. UTF-8 in header fields
@@ -75,22 +110,11 @@ public struct RelayClient: Sendable {
         let eightBit = message.readableBytesView.contains { $0 >= 0x80 }
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
-            let timeout = configuration.replyTimeout
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(configuration.connectTimeout)
-                .connect(host: configuration.host, port: configuration.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        // Idle means neither a reply line nor a completed write for `timeout`: the
-                        // message is written in chunks, so a slow upload is not idle.
-                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: timeout))
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ReplyLineDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(CloseOnIdle())
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
+            channel = try await SMTPDialogue.connect(configuration.connector, group: group, replyTimeout: configuration.replyTimeout)
         } catch {
             return rest(.temporary(code: nil, status: "4.4.1"))  // no answer from host
         }
+        var tlsStarted = false
         // A relay that trickles its replies must not hold the queue for longer than this.
         let limit = channel.channel.eventLoop.scheduleTask(in: configuration.sessionTimeout) { [channel] in
             channel.channel.close(promise: nil)
@@ -98,16 +122,26 @@ public struct RelayClient: Sendable {
         defer { limit.cancel() }
         do {
             return try await channel.executeThenClose { inbound, outbound in
-                var dialogue = Dialogue(lines: inbound.makeAsyncIterator(), outbound: outbound, channel: channel.channel)
+                var dialogue = SMTPDialogue(lines: inbound.makeAsyncIterator(), outbound: outbound, channel: channel.channel)
                 do {
                     try Step.session.expect([220], try await dialogue.reply())
-                    var ehlo = try await dialogue.command("EHLO \(configuration.helo)")
-                    if [500, 502].contains(ehlo.code) {  // RFC 5321 4.1.4: an old server, try HELO
-                        ehlo = try await dialogue.command("HELO \(configuration.helo)")
-                        ehlo.lines = [ehlo.lines.first ?? ""]
-                    }
+                    var ehlo = try await dialogue.hello(configuration.helo)
                     try Step.session.expect([250], ehlo)
-                    let extensions = Set(ehlo.lines.dropFirst().map { $0.split(separator: " ").first.map { $0.uppercased() } ?? "" })
+                    var extensions = SMTPDialogue.extensions(of: ehlo)
+                    if let upgrade = tls.upgrade {
+                        if extensions.contains("STARTTLS") {
+                            try Step.session.expect([220], try await dialogue.command("STARTTLS"))
+                            tlsStarted = true
+                            try await upgrade(channel.channel)
+                            // RFC 3207 4.2: start over; what the server said in clear is void.
+                            ehlo = try await dialogue.command("EHLO \(configuration.helo)")
+                            try Step.session.expect([250], ehlo)
+                            extensions = SMTPDialogue.extensions(of: ehlo)
+                            encrypted = true
+                        } else if tls.isRequired {
+                            throw Refusal(outcome: .temporary(code: nil, status: "4.7.10"))  // RFC 5248: encryption needed
+                        }
+                    }
                     if let username = configuration.username, let password = configuration.password {
                         let mechanisms = ehlo.lines.first { $0.uppercased().hasPrefix("AUTH") }?.uppercased().split(separator: " ") ?? []
                         guard mechanisms.contains("PLAIN") else { throw Refusal(outcome: .temporary(code: nil, status: "4.7.0")) }
@@ -153,6 +187,10 @@ public struct RelayClient: Sendable {
                 }
             }
         } catch {
+            if tlsStarted && !encrypted {
+                tlsFailed = true
+                return rest(.temporary(code: nil, status: "4.7.5"))  // RFC 5248: cryptographic failure
+            }
             return rest(.temporary(code: nil, status: "4.4.2"))  // bad connection: garbage, hang or close
         }
     }
@@ -185,85 +223,5 @@ public struct RelayClient: Sendable {
     }
 
     private struct Refusal: Error { var outcome: Outcome }
-    struct ConnectionLost: Error {}
 
-    static let quitWait = TimeAmount.seconds(10)
-
-    private struct Dialogue {
-        var lines: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-        var outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-        let channel: any Channel
-        var reader = SMTPReplyReader()
-
-        init(lines: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
-             channel: any Channel) {
-            self.lines = lines
-            self.outbound = outbound
-            self.channel = channel
-        }
-
-        mutating func reply() async throws -> SMTPReplyReader.Reply {
-            while true {
-                guard let line = try await lines.next() else { throw ConnectionLost() }
-                if let reply = try reader.feed(String(decoding: line.readableBytesView, as: UTF8.self)) { return reply }
-            }
-        }
-
-        func send(_ line: String) async throws {
-            try await outbound.write(ByteBuffer(string: line + "\r\n"))
-        }
-
-        /// QUIT, and its 221 awaited (RFC 5321 4.1.1.10: the client SHOULD wait for it) for at
-        /// most `quitWait`: the outcome is settled already.
-        mutating func quit() async {
-            let channel = self.channel
-            let cap = channel.eventLoop.scheduleTask(in: RelayClient.quitWait) { channel.close(promise: nil) }
-            defer { cap.cancel() }
-            _ = try? await command("QUIT")
-        }
-
-        mutating func command(_ line: String) async throws -> SMTPReplyReader.Reply {
-            try await send(line)
-            return try await reply()
-        }
-
-        /// The message, dot-stuffed (RFC 5321 4.5.2), then `.` on its own line, in 64 KiB
-        /// writes: each completed write tells the idle timer the upload is moving.
-        func sendData(_ message: ByteBuffer) async throws {
-            var data = ByteBufferAllocator().buffer(capacity: 0)
-            DotStuffing.writeMultiline(message, into: &data)
-            while data.readableBytes > 0 {
-                try await outbound.write(data.readSlice(length: min(65536, data.readableBytes))!)
-            }
-        }
-    }
-}
-
-/// Reply lines: CRLF-terminated, at most 2048 octets (RFC 5321 4.5.3.1.5 says 512; some servers
-/// send longer). A bare LF is tolerated from a server; an overlong line ends the dialogue.
-struct ReplyLineDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
-    static let maxLine = 2048
-
-    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let newline = buffer.readableBytesView.firstIndex(of: 10) else {
-            if buffer.readableBytes > Self.maxLine { throw RelayClient.ConnectionLost() }
-            return .needMoreData
-        }
-        let length = newline - buffer.readerIndex
-        guard length <= Self.maxLine else { throw RelayClient.ConnectionLost() }
-        var line = buffer.readSlice(length: length)!
-        buffer.moveReaderIndex(forwardBy: 1)
-        if line.readableBytesView.last == 13 { line.moveWriterIndex(to: line.writerIndex - 1) }
-        context.fireChannelRead(Self.wrapInboundOut(line))
-        return .continue
-    }
-}
-
-/// Closes the connection when the relay stays silent past the reply timeout.
-final class CloseOnIdle: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
-    }
 }

@@ -1,4 +1,3 @@
-import MailCore
 
 /// A delivery status notification (RFC 3464) for the sender of Internet-bound mail that failed or
 /// is delayed. Pure. It reveals nothing about the relay or the core host (QUEUE-2): the reporting

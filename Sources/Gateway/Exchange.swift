@@ -1,0 +1,265 @@
+import Foundation
+import Logging
+import MailCore
+import NIOConcurrencyHelpers
+import NIOCore
+import Privacy
+import SMTP
+
+/// DNS as the exchange needs it: SPF's lookups, DKIM keys, blocklist queries.
+public typealias ExchangeResolver = SPFResolver & DKIMKeyLookup
+
+/// The MX of the Internet domain (GW-2), as an SMTP backend in the exchange role. Each
+/// connection gets an `ExchangeSession`, which checks the client (blocklists, SPF), asks the core
+/// about every recipient while the client waits (so an unknown user is refused in the dialogue:
+/// no bounce is ever sent to a forged sender, and the gateway keeps no account list), and hands
+/// accepted mail, sanitised (PRIV-5), to the core in the same breath: nothing is stored here.
+public final class Exchange: SubmissionBackend {
+    public struct Settings: Sendable {
+        public var internetDomain: String
+        public var coreDomain: String
+        /// DNS blocklist zones (e.g. `zen.spamhaus.org`); a client listed in any is refused.
+        public var blocklists: [String]
+        /// RFC 7208 8.4: a `fail` is refused (550 5.7.23) when true, only recorded when false.
+        public var rejectSPFFail: Bool
+
+        public init(internetDomain: String, coreDomain: String, blocklists: [String] = [], rejectSPFFail: Bool = true) {
+            self.internetDomain = internetDomain.lowercased()
+            self.coreDomain = coreDomain.lowercased()
+            self.blocklists = blocklists
+            self.rejectSPFFail = rejectSPFFail
+        }
+    }
+
+    let settings: Settings
+    let resolver: any ExchangeResolver
+    let core: CoreLink
+    let logger: Logger
+
+    public init(settings: Settings, resolver: any ExchangeResolver, core: CoreLink, logger: Logger) {
+        self.settings = settings
+        self.resolver = resolver
+        self.core = core
+        self.logger = logger
+    }
+
+    public func connection(from remote: SocketAddress?) -> any SubmissionBackend {
+        ExchangeSession(exchange: self, client: remote?.ipAddress.flatMap(SPF.parseIP))
+    }
+
+    // The shared backend itself never runs a dialogue: every connection has its own session.
+    public func authenticate(username: String, password: String) async -> SMTPAuthOutcome { .failure }
+    public func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
+        .rejected(ExchangeReplies.localProblem)
+    }
+    public func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
+        .rejected(ExchangeReplies.localProblem)
+    }
+}
+
+enum ExchangeReplies {
+    static let localProblem = SMTPReply(451, "4.3.0", "Temporary local problem, try again later")
+}
+
+/// One Internet client's connection to the exchange. Effects arrive one at a time (the SMTP
+/// session waits for each), so the actor only guards against the close racing a check.
+actor ExchangeSession: SubmissionBackend {
+    private let exchange: Exchange
+    /// The client's address: for SPF and blocklists, kept in memory for this connection only.
+    private let client: [UInt8]?
+    private var blocklistChecked = false
+    private var listedIn: String?
+    private var spf: SPFVerdict?
+    private var link: SMTPClientSession?
+    private var linkInTransaction = false
+    private var closed = false
+
+    init(exchange: Exchange, client: [UInt8]?) {
+        self.exchange = exchange
+        self.client = client
+    }
+
+    nonisolated func connectionClosed() {
+        Task { await self.close() }
+    }
+
+    private func close() {
+        closed = true
+        link?.close()
+        link = nil
+    }
+
+    func authenticate(username: String, password: String) async -> SMTPAuthOutcome { .failure }
+
+    func checkSender(_ sender: EmailAddress?, helo: String) async -> RecipientVerdict {
+        let settings = exchange.settings
+        guard let client else { return .rejected(ExchangeReplies.localProblem) }
+        // GW-2: operator-configured DNS blocklists, asked once per connection.
+        if !blocklistChecked {
+            listedIn = await Blocklist.firstListing(of: client, in: settings.blocklists, resolver: exchange.resolver)
+            blocklistChecked = true
+        }
+        if let zone = listedIn {
+            return .rejected(SMTPReply(554, "5.7.1", "Service refused: your address is listed by \(zone)"))
+        }
+        let verdict = await SPF.check(ip: client, mailFrom: sender?.description, helo: helo, resolver: exchange.resolver)
+        switch verdict.result {
+        case .fail where settings.rejectSPFFail:
+            // RFC 7208 8.4 and RFC 7372 3.2.
+            return .rejected(SMTPReply(550, "5.7.23", "SPF: \(verdict.domain) does not allow this host to send its mail"))
+        case .temperror:
+            // RFC 7208 8.6: a DNS failure is temporary.
+            return .rejected(SMTPReply(451, "4.4.3", "SPF: temporary DNS error, try again later"))
+        default:
+            break
+        }
+        spf = verdict
+        guard await startCoreTransaction(sender: sender) else { return .rejected(ExchangeReplies.localProblem) }
+        return .accepted
+    }
+
+    /// A MAIL on the link to the core, over the session's link (opened on first use; a broken
+    /// one is replaced once).
+    private func startCoreTransaction(sender: EmailAddress?) async -> Bool {
+        for _ in 0..<2 {
+            guard !closed else { return false }
+            if link == nil { link = await exchange.core.openSession() }
+            guard let link else { return false }
+            if linkInTransaction {
+                linkInTransaction = false
+                guard await link.command("RSET")?.code == 250 else { drop(); continue }
+            }
+            // The core takes any 8-bit or UTF-8 mail from the gateway: it stores, it does not relay.
+            let reply = await link.command("MAIL FROM:<\(sender?.description ?? "")> BODY=8BITMIME SMTPUTF8")
+            guard let reply else { drop(); continue }
+            guard reply.code == 250 else { return false }
+            linkInTransaction = true
+            return true
+        }
+        return false
+    }
+
+    private func drop() {
+        link?.close()
+        link = nil
+        linkInTransaction = false
+    }
+
+    func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
+        let settings = exchange.settings
+        // Never an open relay (RFC 5321 3.6.2): only the Internet domain's own users.
+        guard recipient.domain.lowercased() == settings.internetDomain else {
+            return .rejected(SMTPReply(554, "5.7.1", "Relay access denied: only mail for @\(settings.internetDomain) is taken here"))
+        }
+        guard let link, linkInTransaction else { return .rejected(ExchangeReplies.localProblem) }
+        // PRIV-5: the envelope recipient is rewritten to the core's domain.
+        let reply = await link.command("RCPT TO:<\(recipient.localPart)@\(settings.coreDomain)>")
+        guard let reply else {
+            drop()
+            return .rejected(ExchangeReplies.localProblem)
+        }
+        if [250, 251].contains(reply.code) { return .accepted }
+        return .rejected(Self.answer(for: reply, recipient: recipient))
+    }
+
+    func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
+        let settings = exchange.settings
+        guard let link, linkInTransaction else { return .rejected(ExchangeReplies.localProblem) }
+        linkInTransaction = false
+        let bytes = Array(message.readableBytesView)
+        let now = Int64(Date().timeIntervalSince1970)
+        let dkim = await DKIM.verify(bytes, keys: exchange.resolver, now: now)
+        let verdict = ([spf?.authenticationResult ?? "spf=none"] + dkim.map(\.authenticationResult)).joined(separator: ";\r\n\t")
+        // PRIV-5: a trace field with nothing of the gateway's or the client's address; RFC 3848
+        // tells whether the client used TLS.
+        var random = SystemRandomNumberGenerator()
+        let id = String((0..<12).map { _ in Array("abcdefghijklmnopqrstuvwxyz0123456789")[Int.random(in: 0..<36, using: &random)] })
+        let trace = "Received: by \(settings.internetDomain) with \(envelope.overTLS ? "ESMTPS" : "ESMTP") id \(id);\r\n\t"
+            + RFC5322Date.format(secondsSince1970: now)
+        let sanitised = InboundSanitiser(internetDomain: settings.internetDomain, internalDomain: settings.coreDomain)
+            .sanitise(bytes, verdict: verdict, trace: trace)
+        guard let start = await link.command("DATA") else {
+            drop()
+            return .rejected(ExchangeReplies.localProblem)
+        }
+        guard start.code == 354 else { return .rejected(Self.answer(for: start, recipient: nil)) }
+        guard let final = await link.data(ByteBuffer(bytes: sanitised)) else {
+            drop()
+            return .rejected(ExchangeReplies.localProblem)
+        }
+        guard (200..<300).contains(final.code) else { return .rejected(Self.answer(for: final, recipient: nil)) }
+        exchange.logger.debug("inbound message forwarded to the core", metadata: ["recipients": "\(envelope.recipients.count)"])
+        return .accepted
+    }
+
+    /// The core's refusal in the gateway's own words: its code and enhanced status, never its
+    /// text (which would name the core's domain).
+    static func answer(for reply: SMTPReplyReader.Reply, recipient: EmailAddress?) -> SMTPReply {
+        let status = reply.enhanced ?? (reply.isPermanent ? "5.0.0" : "4.0.0")
+        let code = reply.isPermanent || reply.isTemporary ? reply.code : 451
+        let subject = recipient.map { " <\($0)>" } ?? ""
+        switch status.split(separator: ".").dropFirst().joined(separator: ".") {
+        case "1.1": return SMTPReply(code, status, "No such user here:\(subject)")
+        case "2.2": return SMTPReply(code, status, "Mailbox full:\(subject)")
+        case "3.4": return SMTPReply(code, status, "Message too large for the mailbox")
+        default:
+            return reply.isPermanent ? SMTPReply(code, status, "Refused\(subject.isEmpty ? "" : ":" + subject)")
+                : SMTPReply(code, status, "Temporary problem, try again later")
+        }
+    }
+}
+
+/// DNS blocklists (RFC 5782): a client is listed when `<reversed address>.<zone>` has an A
+/// record in 127.0.0.0/8. A failing lookup counts as not listed (an outage of a list must not
+/// stop all mail).
+enum Blocklist {
+    static func firstListing(of address: [UInt8], in zones: [String], resolver: any SPFResolver) async -> String? {
+        guard !zones.isEmpty, let reversed = reversedName(address) else { return nil }
+        for zone in zones {
+            let answers = (try? await resolver.spfAddresses(of: "\(reversed).\(zone)", ipv6: false)) ?? []
+            if answers.contains(where: { $0.count == 4 && $0[0] == 127 }) { return zone }
+        }
+        return nil
+    }
+
+    /// `4.3.2.1` for 1.2.3.4; 32 reversed nibbles for IPv6 (RFC 5782 2.4).
+    static func reversedName(_ address: [UInt8]) -> String? {
+        switch address.count {
+        case 4: return address.reversed().map(String.init).joined(separator: ".")
+        case 16: return address.reversed().flatMap { [String($0 & 0x0f, radix: 16), String($0 >> 4, radix: 16)] }.joined(separator: ".")
+        default: return nil
+        }
+    }
+}
+
+/// A limit on new connections per client address (GW-2 rate control): at most `limit` in any
+/// `window` seconds. Addresses live in memory only, and only for the window.
+public final class ConnectionRateLimiter: Sendable {
+    private let limit: Int
+    private let window: Double
+    private let now: @Sendable () -> Double
+    private let recent = NIOLockedValueBox([String: [Double]]())
+
+    public init(limit: Int, window: Double = 60, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.limit = limit
+        self.window = window
+        self.now = now
+    }
+
+    /// Counts a connection from `address`; false when it is over the limit.
+    public func admit(_ address: String) -> Bool {
+        let time = now()
+        return recent.withLockedValue { recent in
+            // Forget idle addresses now and then so the table stays small.
+            if recent.count > 10_000 { recent = recent.filter { ($0.value.last ?? 0) > time - window } }
+            var times = recent[address, default: []].filter { $0 > time - window }
+            guard times.count < limit else {
+                recent[address] = times
+                return false
+            }
+            times.append(time)
+            recent[address] = times
+            return true
+        }
+    }
+}
