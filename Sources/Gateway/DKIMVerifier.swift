@@ -5,7 +5,7 @@ import MailCore
 
 /// The outcome of checking one DKIM signature (RFC 6376 6; the words of RFC 8601 2.7.1).
 public struct DKIMResult: Sendable, Equatable {
-    public enum Verdict: String, Sendable { case pass, fail, neutral, temperror, permerror }
+    public enum Verdict: String, Sendable { case none, pass, fail, neutral, temperror, permerror }
     public var verdict: Verdict
     public var domain: String?
     public var selector: String?
@@ -37,11 +37,11 @@ extension DNSResolver: DKIMKeyLookup {
 
 extension DKIM {
     /// Checks the DKIM signatures of `message` (at most five), in order. No signature: one
-    /// `neutral` result ("no signature").
+    /// `none` result (RFC 8601 2.7.1: the message was not signed).
     public static func verify(_ message: [UInt8], keys: any DKIMKeyLookup, now: Int64) async -> [DKIMResult] {
         let header = HeaderSection.parse(message)
         let signatures = header.fields.filter { $0.name.lowercased() == "dkim-signature" }.prefix(5)
-        guard !signatures.isEmpty else { return [DKIMResult(verdict: .neutral, reason: "no signature")] }
+        guard !signatures.isEmpty else { return [DKIMResult(verdict: .none)] }
         var results: [DKIMResult] = []
         for field in signatures {
             let tags: Signature

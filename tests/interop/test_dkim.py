@@ -158,7 +158,7 @@ def test_missing_keys_and_dns_failures_are_told_apart(published):
     cp = postern_verify(sign(folder, "t-rsa", MESSAGE), f"127.0.0.1:{free_port()}")
     assert b"dkim=temperror (key lookup failed)" in cp.stdout
     cp = postern_verify(MESSAGE, resolver)
-    assert cp.stdout.strip() == b"dkim=neutral (no signature)"
+    assert cp.stdout.strip() == b"dkim=none"  # RFC 8601 2.7.1: not signed
     # RFC 6376 6.1.1: a signature whose h= leaves out From is ignored.
     no_from = sign(folder, "t-rsa", MESSAGE).replace(b"h=from:from:", b"h=")
     assert postern_verify(no_from, resolver).stdout.strip() == b"dkim=permerror (From not signed)"

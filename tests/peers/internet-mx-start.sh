@@ -34,7 +34,8 @@ myhostname = mx.$DOMAIN
 mydomain = $DOMAIN
 myorigin = $DOMAIN
 mydestination =
-inet_interfaces = $ADDR
+# the address is in master.cf: "all" lets it be any 127.x.y.z, which lo answers without being configured
+inet_interfaces = all
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
