@@ -195,8 +195,10 @@ actor ExchangeSession: SubmissionBackend {
     /// The core's refusal in the gateway's own words: its code and enhanced status, never its
     /// text (which would name the core's domain).
     static func answer(for reply: SMTPReplyReader.Reply, recipient: EmailAddress?) -> SMTPReply {
+        // A reply that is neither (a 2xx where a refusal was expected) is a local problem.
+        guard reply.isPermanent || reply.isTemporary else { return ExchangeReplies.localProblem }
         let status = reply.enhanced ?? (reply.isPermanent ? "5.0.0" : "4.0.0")
-        let code = reply.isPermanent || reply.isTemporary ? reply.code : 451
+        let code = reply.code
         let subject = recipient.map { " <\($0)>" } ?? ""
         switch status.split(separator: ".").dropFirst().joined(separator: ".") {
         case "1.1": return SMTPReply(code, status, "No such user here:\(subject)")
@@ -214,7 +216,8 @@ actor ExchangeSession: SubmissionBackend {
 /// stop all mail).
 enum Blocklist {
     static func firstListing(of address: [UInt8], in zones: [String], resolver: any SPFResolver) async -> String? {
-        guard !zones.isEmpty, let reversed = reversedName(address) else { return nil }
+        // An IPv4 client on a dual-stack listener arrives as ::ffff:a.b.c.d: listed as IPv4.
+        guard !zones.isEmpty, let client = SPF.normalized(address), let reversed = reversedName(client) else { return nil }
         for zone in zones {
             let answers = (try? await resolver.spfAddresses(of: "\(reversed).\(zone)", ipv6: false)) ?? []
             if answers.contains(where: { $0.count == 4 && $0[0] == 127 }) { return zone }

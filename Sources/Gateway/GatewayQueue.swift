@@ -56,6 +56,8 @@ public final class GatewayQueue: Sendable {
         self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        // Also when it existed already: the queue holds addresses.
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory)
     }
 
     public enum Failure: Error { case io(String, Int32) }

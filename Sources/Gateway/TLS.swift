@@ -28,11 +28,16 @@ public enum GatewayTLS {
         let context = try NIOSSLContext(configuration: configuration)
         return { channel in
             let handshake = channel.eventLoop.makePromise(of: Void.self)
-            try await channel.eventLoop.submit {
-                let tls = try NIOSSLClientHandler(context: context, serverHostname: nil)
-                try channel.pipeline.syncOperations.addHandler(tls, position: .first)
-                try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(done: handshake), position: .after(tls))
-            }.get()
+            do {
+                try await channel.eventLoop.submit {
+                    let tls = try NIOSSLClientHandler(context: context, serverHostname: nil)
+                    try channel.pipeline.syncOperations.addHandler(tls, position: .first)
+                    try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(done: handshake), position: .after(tls))
+                }.get()
+            } catch {
+                handshake.fail(error)  // the peer closed before the handshake could start
+                throw error
+            }
             try await handshake.futureResult.get()
         }
     }

@@ -33,9 +33,8 @@ public struct InboundSanitiser: Sendable {
         for field in header.fields {
             let name = field.name.lowercased()
             if Self.droppedFields.contains(name) { continue }
-            if name == "authentication-results" {
-                let claimed = field.value.split(whereSeparator: { $0 == ";" || $0 == " " }).first.map(String.init)?.lowercased()
-                if claimed == authservID.lowercased() { continue }
+            if name == "authentication-results", Self.authservID(of: field.value)?.lowercased() == authservID.lowercased() {
+                continue
             }
             if name == "to" || name == "cc" {
                 out.append(contentsOf: Array("\(field.name): ".utf8))
@@ -49,5 +48,47 @@ public struct InboundSanitiser: Sendable {
         out.append(contentsOf: [13, 10])
         if header.bodyOffset < message.count { out.append(contentsOf: message[header.bodyOffset...]) }
         return out
+    }
+
+    /// The authserv-id an Authentication-Results value begins with (RFC 8601 2.2): a value
+    /// (token or quoted string) after optional folding whitespace and comments, so that
+    /// `i2pmail.org\t;`, `(x) i2pmail.org;` and `"i2pmail.org";` are all recognised.
+    static func authservID(of value: String) -> String? {
+        let bytes = Array(value.utf8)
+        var index = 0
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+        // CFWS: whitespace and (nested, escaped) comments, bounded by the value's length.
+        while index < bytes.count {
+            if isSpace(bytes[index]) {
+                index += 1
+            } else if bytes[index] == UInt8(ascii: "(") {
+                var depth = 0
+                while index < bytes.count {
+                    let byte = bytes[index]
+                    index += 1
+                    if byte == UInt8(ascii: "\\") { index += 1; continue }
+                    if byte == UInt8(ascii: "(") { depth += 1 }
+                    if byte == UInt8(ascii: ")") { depth -= 1; if depth == 0 { break } }
+                }
+            } else {
+                break
+            }
+        }
+        guard index < bytes.count else { return nil }
+        var id: [UInt8] = []
+        if bytes[index] == UInt8(ascii: "\"") {
+            index += 1
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                if bytes[index] == UInt8(ascii: "\\"), index + 1 < bytes.count { index += 1 }
+                id.append(bytes[index])
+                index += 1
+            }
+        } else {
+            while index < bytes.count, !isSpace(bytes[index]), bytes[index] != UInt8(ascii: ";"), bytes[index] != UInt8(ascii: "(") {
+                id.append(bytes[index])
+                index += 1
+            }
+        }
+        return id.isEmpty ? nil : String(decoding: id, as: UTF8.self)
     }
 }

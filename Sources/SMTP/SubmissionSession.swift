@@ -242,6 +242,8 @@ public struct SubmissionSession: Sendable {
         pending = .none
         switch outcome {
         case .success(let address):
+            // A relay port is for the peer only: an account's login gets nothing there.
+            guard role != .relay else { return authFailed() }
             login = address
             return [.reply(SMTPReply(235, "2.7.0", "Authentication successful"))]
         case .peer:
@@ -368,7 +370,8 @@ public struct SubmissionSession: Sendable {
     private mutating func startTLS() -> [Action] {
         guard configuration.offersSTARTTLS else {
             // SMTP-2: no TLS on the I2P side; I2P encrypts end to end.
-            return countError(SMTPReply(502, "5.5.1", "STARTTLS not offered: I2P already encrypts this connection"))
+            let why = role == .exchange ? "no certificate is configured" : "I2P already encrypts this connection"
+            return countError(SMTPReply(502, "5.5.1", "STARTTLS not offered: \(why)"))
         }
         guard !tlsActive else { return countError(SMTPReply(503, "5.5.1", "TLS already active")) }
         guard greeted else { return countError(SMTPReply(503, "5.5.1", "Send EHLO first")) }

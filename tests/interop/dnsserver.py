@@ -16,15 +16,17 @@ from sink import free_port, stop_process_group
 
 
 class DnsServer:
-    def __init__(self, folder: Path, records: list[tuple]):
+    def __init__(self, folder: Path, records: list[tuple], address: str = "127.0.0.1", port: int | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.records = records
-        self.port = free_port()
+        # Postfix (libresolv) asks port 53 only: the gateway suite runs this on 127.0.0.2:53.
+        self.address = address
+        self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
     def config(self) -> str:
-        lines = [f"listen-address=127.0.0.1", f"port={self.port}", "bind-interfaces", "no-resolv", "no-hosts",
+        lines = [f"listen-address={self.address}", f"port={self.port}", "bind-interfaces", "no-resolv", "no-hosts",
                  "user=nobody", "group=nogroup", "pid-file=", "log-queries", f"log-facility={self.folder}/dnsmasq.log",
                  "address=/#/"]
         for kind, name, *rest in self.records:
@@ -57,7 +59,7 @@ class DnsServer:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.settimeout(0.2)
                 try:
-                    s.sendto(query, ("127.0.0.1", self.port))
+                    s.sendto(query, (self.address, self.port))
                     s.recvfrom(512)
                     return self
                 except OSError:
