@@ -125,6 +125,10 @@ def test_outbound_mail_reaches_postfix_signed_over_tls_without_a_trace_of_the_co
     assert verifier.verify(idx=0, dnsfunc=dkim_dns) and verifier.verify(idx=1, dnsfunc=dkim_dns)
     algorithms = set(re.findall(rb"a=([a-z0-9-]+);", delivered))
     assert algorithms == {b"rsa-sha256", b"ed25519-sha256"}
+    # Timing: the signature time is to the minute, like Date (PRIV-2): no second-exact clock.
+    times = [int(t) for t in re.findall(rb"\bt=(\d+);", delivered)]
+    assert len(times) == 2 and all(t % 60 == 0 for t in times), times
+    assert re.search(r"\d\d:\d\d:00 \+0000$", message["Date"]), message["Date"]
     # No trace of the core: its domain, its host name, its loopback address, the client's header.
     lowered = delivered.lower()
     assert b"mail.i2p" not in lowered
