@@ -144,6 +144,52 @@ import Testing
         #expect(PosternConfiguration().relay == nil)
     }
 
+    @Test func everyGatewayKeyIsRead() throws {
+        let config = try PosternConfiguration.parse("""
+            [server]
+            internet_domain = "Example.ORG"
+            [gateway]
+            mx_listen = "0.0.0.0:25"
+            core_listen = "10.8.0.2:5026"
+            core = "10.8.0.1:5587"
+            resolver = "127.0.0.53:53"
+            hostname = "MX.example.org"
+            username = "link"
+            password_file = "link.secret"
+            data_dir = "/var/lib/gw"
+            dkim_selector = "k1"
+            dkim_dir = "/etc/dkim"
+            dkim_key_file = "/etc/dkim/extra.key"
+            tls_cert = "mx.crt"
+            tls_key = "mx.key"
+            dnsbl = ["Zen.Example"]
+            mx_port = 2525
+            outbound_address = "203.0.113.25"
+            outbound_tls = "encrypt"
+            spf_fail = "mark"
+            max_message_size = "10MiB"
+            max_recipients = 50
+            max_sessions = 20
+            connections_per_minute = 7
+            """)
+        #expect(config.gatewayMXListen == HostPort(host: "0.0.0.0", port: 25))
+        #expect(config.gatewayCoreListen == HostPort(host: "10.8.0.2", port: 5026))
+        #expect(config.gatewayCore == HostPort(host: "10.8.0.1", port: 5587))
+        #expect(config.gatewayResolver == HostPort(host: "127.0.0.53", port: 53))
+        #expect(config.mxHostname == "mx.example.org")
+        #expect(config.gatewayUsername == "link" && config.gatewayPasswordFile == "link.secret")
+        #expect(config.gatewayDataDirectory == "/var/lib/gw")
+        #expect(config.dkimSelector == "k1" && config.dkimDirectory == "/etc/dkim" && config.dkimKeyFile == "/etc/dkim/extra.key")
+        #expect(config.tlsCertificate == "mx.crt" && config.tlsKey == "mx.key")
+        #expect(config.dnsBlocklists == ["zen.example"])
+        #expect(config.mxPort == 2525 && config.outboundAddress == "203.0.113.25")
+        #expect(config.outboundTLS == "encrypt" && config.spfFail == "mark")
+        #expect(config.gatewayMaxMessageSize == 10 * 1_048_576 && config.gatewayMaxRecipients == 50)
+        #expect(config.gatewayMaxSessions == 20 && config.connectionsPerMinute == 7)
+        // Without [gateway] hostname, the MX is mx.<internet domain>.
+        #expect(try PosternConfiguration.parse("[server]\ninternet_domain = \"example.org\"").mxHostname == "mx.example.org")
+    }
+
     @Test func everyQueueDelayAndHashcashKeyIsRead() throws {
         let config = try PosternConfiguration.parse("""
             [delay]
@@ -371,6 +417,18 @@ import Testing
         ("[delay]\ndefault = \"sometimes\"", "delay.default", "expected none, defer, batch or pool"),
         ("[delay]\ndefer_min = \"2h\"\ndefer_max = \"1h\"", "delay.defer_min", "must not exceed delay.defer_max"),
         ("[scan]\non_unavailable = \"drop\"", "scan.on_unavailable", "expected tempfail or accept"),
+        // the gateway (issue 6)
+        ("[gateway]\ntls_cert = \"mx.crt\"", "gateway.tls_key", "go together"),
+        ("[gateway]\ntls_key = \"mx.key\"", "gateway.tls_cert", "go together"),
+        ("[gateway]\noutbound_tls = \"always\"", "gateway.outbound_tls", "expected may or encrypt"),
+        ("[gateway]\nspf_fail = \"drop\"", "gateway.spf_fail", "expected reject or mark"),
+        ("[gateway]\noutbound_address = \"mx.example\"", "gateway.outbound_address", "is not an IP address"),
+        ("[gateway]\nmx_port = 70000", "gateway.mx_port", "must be a port number"),
+        ("[gateway]\nmax_message_size = 100", "gateway.max_message_size", "between 1KiB and 1GiB"),
+        ("[gateway]\nmax_recipients = 5000", "gateway.max_recipients", "at most 1000"),
+        ("[gateway]\nhostname = \"localhost\"", "gateway.hostname", "is not a host name"),
+        ("[gateway]\ndnsbl = \"zen.example\"", "gateway.dnsbl", "expected an array of strings"),
+        ("[gateway]\nconnections_per_minute = 0", "gateway.connections_per_minute", "must be positive"),
         // impossible delays and retries (issue 5: refused by check-config)
         // defer_min alone is compared with the default defer_max (4000 s, CLI-4).
         ("[delay]\ndefer_min = \"5000s\"", "delay.defer_min", "must not exceed delay.defer_max (4000 s)"),

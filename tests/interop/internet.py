@@ -14,6 +14,7 @@ gateway reaches the core's SMTP port with the link's login. Needs root (port 25,
 """
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -62,6 +63,16 @@ def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
                     "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+def sender_key(folder: Path) -> tuple[bytes, str]:
+    """An RSA key of example.test's own (PKCS#1 PEM for dkimpy) and its DKIM TXT record."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder / "example.test.pem"
+    subprocess.run(["openssl", "genrsa", "-traditional", "-out", str(key), "2048"], check=True, capture_output=True, timeout=60)
+    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True,
+                         timeout=60).stdout
+    return key.read_bytes(), "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
 
 
 def zone(records: dict[str, str]) -> list[tuple]:
@@ -262,6 +273,8 @@ class Lab:
             raise AssertionError("postfix is not installed — run scripts/install-test-deps")
         self.folder = lab_folder()
         self.keys = dkim_keys(self.folder / "dkim")
+        self.sender_key, sender_record = sender_key(self.folder / "example-dkim")
+        self.keys["ext._domainkey.example.test"] = sender_record
         self.cert, self.key = self_signed(self.folder, "mx.i2pmail.org")
         self.secret = self.folder / "link.secret"
         self.secret.write_text(LINK_SECRET + "\n")

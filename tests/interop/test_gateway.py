@@ -204,6 +204,46 @@ def test_inbound_mail_from_postfix_lands_rewritten_with_authentication_results(l
     assert_nothing_kept(lab)
 
 
+def test_inbound_dkim_signature_of_the_sender_is_verified(lab, user):
+    # example.test signs with its own key (dkimpy, a real signer); SPF passes from Postfix's address.
+    marker = f"signed-{uuid.uuid4().hex[:10]}"
+    message = (f"From: Bob <bob@example.test>\r\nTo: {user.name}@i2pmail.org\r\nSubject: {marker}\r\n"
+               f"Date: Sun, 29 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{marker}@example.test>\r\n\r\n"
+               "Signed by the sender's domain.\r\n").encode()
+    signed = dkim.sign(message, b"ext", b"example.test", lab.sender_key, include_headers=[b"from", b"to", b"subject", b"date"])
+    with smtplib.SMTP(GATEWAY_ADDRESS, 25, source_address=(POSTFIX_ADDRESS, 0), timeout=30) as smtp:
+        smtp.starttls()
+        smtp.sendmail("bob@example.test", [f"{user.name}@i2pmail.org"], signed + message)
+    stored = wait_for_mail(lab, user, marker.encode())
+    results = email.message_from_bytes(stored, policy=email.policy.compat32)["Authentication-Results"]
+    assert "dkim=pass header.d=example.test header.s=ext" in results, results
+    assert re.search(r"spf=pass .*smtp\.mailfrom=example\.test", results), results
+    # The same message altered on the way: the gateway says so.
+    tampered = signed + message.replace(b"Signed by", b"Forged by").replace(marker.encode(), (marker + "-t").encode())
+    with smtplib.SMTP(GATEWAY_ADDRESS, 25, source_address=(POSTFIX_ADDRESS, 0), timeout=30) as smtp:
+        smtp.sendmail("bob@example.test", [f"{user.name}@i2pmail.org"], tampered)
+    stored = wait_for_mail(lab, user, (marker + "-t").encode())
+    results = email.message_from_bytes(stored, policy=email.policy.compat32)["Authentication-Results"]
+    assert "dkim=fail" in results, results
+
+
+def test_a_client_opening_too_many_connections_is_slowed_down(lab):
+    # connections_per_minute (30 by default), per address, in memory.
+    refused = 0
+    for _ in range(35):
+        with socket.create_connection((GATEWAY_ADDRESS, 25), timeout=30, source_address=("127.0.0.10", 0)) as s:
+            greeting = s.makefile("rb").readline()
+            if greeting.startswith(b"421 4.7.0"):
+                refused += 1
+            else:
+                assert greeting.startswith(b"220"), greeting
+                s.sendall(b"QUIT\r\n")
+    assert refused == 5
+    # Another address is not affected.
+    with socket.create_connection((GATEWAY_ADDRESS, 25), timeout=30, source_address=("127.0.0.11", 0)) as s:
+        assert s.makefile("rb").readline().startswith(b"220")
+
+
 def test_unknown_user_is_refused_in_postfix_session_and_nothing_bounces_from_the_gateway(lab, user):
     unknown = f"nobody-{uuid.uuid4().hex[:8]}@i2pmail.org"
     swaks("--server", f"{POSTFIX_ADDRESS}:25", "--from", "dave@example.test", "--to", unknown, "--body", "x\n")
