@@ -3,6 +3,7 @@ import Logging
 import MailCore
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import SMTP
 
 /// Hands mail to the core over the link: bounces the gateway wrote.
@@ -73,16 +74,21 @@ public final class GatewayRunner: Sendable {
     private let core: any CoreDelivery
     private let settings: Settings
     private let now: @Sendable () -> Int64
+    /// Where the queue's file work runs (reads, fsyncs): never on the cooperative pool, which the
+    /// exchange's sessions need. Nil in tests: inline.
+    private let workers: NIOThreadPool?
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
     public init(queue: GatewayQueue, internet: any InternetDelivery, core: any CoreDelivery, settings: Settings,
-                now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }, logger: Logger) throws {
+                now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }, workers: NIOThreadPool? = nil,
+                logger: Logger) throws {
         self.queue = queue
         self.internet = internet
         self.core = core
         self.settings = settings
         self.now = now
+        self.workers = workers
         self.logger = logger
         let loaded = try queue.load()
         state.withLockedValue { state in
@@ -171,16 +177,22 @@ public final class GatewayRunner: Sendable {
         }
     }
 
+    private func io<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        guard let workers else { return try body() }
+        return try await workers.runIfActive(body)
+    }
+
     private func attempt(_ original: GatewayQueueEntry) async {
-        var entry = original
-        defer { _ = state.withLockedValue { $0.inFlight.remove(entry.id) } }
+        let id = original.id
+        defer { _ = state.withLockedValue { $0.inFlight.remove(id) } }
         let bytes: [UInt8]
-        do { bytes = try queue.message(of: entry) } catch {
+        do { bytes = try await io { [queue] in try queue.message(of: original) } } catch {
             logger.error("queued message unreadable; dropped", metadata: ["error": "\(error)"])
-            try? queue.remove(entry)
-            state.withLockedValue { _ = $0.entries.removeValue(forKey: entry.id) }
+            _ = try? await io { [queue] in try queue.remove(original) }
+            state.withLockedValue { _ = $0.entries.removeValue(forKey: id) }
             return
         }
+        var entry = original
         let message = ByteBuffer(bytes: bytes)
         let pending = entry.recipients.indices.filter { entry.recipients[$0].state == .pending }
         var outcomes: [Int: GatewayOutcome] = [:]
@@ -239,8 +251,17 @@ public final class GatewayRunner: Sendable {
                 }
             }
         }
-        // The report is queued before the message's state is: a crash in between repeats an
-        // attempt at worst, never loses a bounce.
+        let settled = entry
+        let reports = (failed: failed, delayed: delayed)
+        _ = try? await io { self.record(settled, reports: reports, message: bytes, now: current) }
+    }
+
+    /// Queues the reports, then saves or removes the entry. The report is queued before the
+    /// message's state is: a crash in between repeats an attempt at worst, never loses a bounce.
+    private func record(_ entry: GatewayQueueEntry, reports: (failed: [DeliveryStatusNotification.Recipient],
+                                                              delayed: [DeliveryStatusNotification.Recipient]),
+                        message bytes: [UInt8], now current: Int64) {
+        let (failed, delayed) = reports
         if entry.destination == .internet {
             if !failed.isEmpty { report(failed, for: entry, message: bytes, retryUntil: nil, now: current) }
             if !delayed.isEmpty {

@@ -54,14 +54,21 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() async throws {
-        let config = try options.load()
-        let logger = makeLogger(level: config.logLevel)
-        // Unbuffered: each listening line reaches a pipe at once (CLI-2).
-        let core = CoreService(configuration: config, logger: logger) { line in
-            FileHandle.standardOutput.write(Data((line + "\n").utf8))
-        }
-        let group = ServiceGroup(configuration: .init(services: [core], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await runService(options) { CoreService(configuration: $0, logger: $1, announce: $2) }
+    }
+}
+
+/// Runs one service until SIGTERM or SIGINT. Its "… listening on …" lines go to standard output
+/// unbuffered, so each reaches a pipe at once (CLI-2); a configuration problem found at start
+/// (an unreadable password file, say) is reported with its key.
+func runService(_ options: CommonOptions,
+                _ make: (PosternConfiguration, Logger, @escaping @Sendable (String) -> Void) -> any Service) async throws {
+    let config = try options.load()
+    let logger = makeLogger(level: config.logLevel)
+    let service = make(config, logger) { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+    let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    do { try await group.run() } catch let errors as ConfigurationErrors {
+        throw UserError(errors.description)
     }
 }
 
@@ -369,15 +376,7 @@ struct GatewayCommand: AsyncParsableCommand {
         @OptionGroup var options: CommonOptions
 
         func run() async throws {
-            let config = try options.load()
-            let logger = makeLogger(level: config.logLevel)
-            let gateway = GatewayService(configuration: config, logger: logger) { line in
-                FileHandle.standardOutput.write(Data((line + "\n").utf8))
-            }
-            let group = ServiceGroup(configuration: .init(services: [gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            do { try await group.run() } catch let errors as ConfigurationErrors {
-                throw UserError(errors.description)
-            }
+            try await runService(options) { GatewayService(configuration: $0, logger: $1, announce: $2) }
         }
     }
 

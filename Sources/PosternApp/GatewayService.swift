@@ -48,7 +48,7 @@ public final class GatewayService: Service {
             settings: .init(internetDomain: config.internetDomain, coreDomain: config.domain,
                             retry: RetrySchedule(first: Int64(config.retryFirst), maximum: Int64(config.retryMax),
                                                  giveUpAfter: Int64(config.giveUpAfter), delayNoticeAfter: Int64(config.delayNoticeAfter))),
-            logger: logger)
+            workers: workers, logger: logger)
         let intake = OutboundIntake(settings: .init(internetDomain: config.internetDomain, coreDomain: config.domain,
                                                     peer: PeerCredential(username: config.gatewayUsername, password: password),
                                                     dkimKeys: dkimKeys),
