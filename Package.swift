@@ -76,9 +76,19 @@ let package = Package(
             .product(name: "NIOTLS", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
+        // SAM v3 client (I2P-1, I2P-2): strict reply parser, sessions with persistent keys,
+        // STREAM CONNECT/ACCEPT/FORWARD, NAMING LOOKUP, .b32.i2p names; endpoints kept alive.
+        .target(name: "I2P", dependencies: [
+            "SMTP",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
-            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -123,6 +133,11 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "I2PTests", dependencies: [
+            "I2P", "SMTP",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "MailCore", "SMTP", "Privacy", "TestSupport",

@@ -12,7 +12,7 @@ public struct PosternCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "postern",
         abstract: "Anonymous e-mail for the I2P network.",
-        subcommands: [Serve.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, HashcashCommand.self, GatewayCommand.self])
+        subcommands: [Serve.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, HashcashCommand.self, GatewayCommand.self, I2PCommand.self])
 
     public init() {}
 }

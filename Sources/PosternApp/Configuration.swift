@@ -126,7 +126,22 @@ public struct PosternConfiguration: Sendable, Equatable {
     /// New connections allowed per client address per minute.
     public var connectionsPerMinute = 30
 
+    /// I2P (SPEC I2P-1..3; `[i2p]`): the SAM bridge; nil: no I2P, services on loopback only.
+    public var i2pSAM: HostPort?
+    /// Services the core publishes on destinations of their own: smtp, pop3, web.
+    public var i2pPublish = ["smtp", "pop3", "web"]
+    public var i2pKeysDirectory = "i2p-keys"
+    /// SESSION CREATE options; nil: `SAMSession.publicNetworkOptions`.
+    public var i2pOptions: [String: String]?
+    /// The core⇄gateway link over I2P (I2P-2): on the core, the gateway's destination; on the
+    /// gateway, the core's link destination (`.b32.i2p` names or base64).
+    public var i2pGateway: String?
+    public var i2pCore: String?
+
     public init() {}
+
+    /// Internet mail has somewhere to go: a relay address, or the gateway over I2P.
+    public var hasGateway: Bool { relay != nil || i2pGateway != nil }
 
     /// The MX's host name (greeting, EHLO).
     public var mxHostname: String { gatewayHostname ?? "mx.\(internetDomain)" }
@@ -173,7 +188,7 @@ extension PosternConfiguration {
         "relay": ["address": .hostPort, "username": .string, "password_file": .string, "timeout": .duration],
         "scan": ["clamd": .string, "on_unavailable": .string],
         "irc": ["server": .hostPort, "nick": .string, "notice_interval": .duration, "nickserv_password_file": .string],
-        "i2p": ["sam": .hostPort, "publish": .stringArray, "keys_dir": .string, "options": .table],
+        "i2p": ["sam": .hostPort, "publish": .stringArray, "keys_dir": .string, "options": .table, "gateway": .string, "core": .string],
         "gateway": ["mx_listen": .hostPort, "core_listen": .hostPort, "core": .hostPort, "resolver": .hostPort,
                     "dkim_selector": .string, "dkim_key_file": .string, "tls_cert": .string, "tls_key": .string, "dnsbl": .stringArray,
                     "hostname": .string, "username": .string, "password_file": .string, "data_dir": .string, "dkim_dir": .string,
@@ -282,6 +297,18 @@ extension PosternConfiguration {
         if let v = duration("queue", "give_up_after") { config.giveUpAfter = v }
         if let v = duration("queue", "delay_notice_after") { config.delayNoticeAfter = v }
         if let v = int("hashcash", "bits") { config.hashcashBits = v }
+        if let v = hostPort("i2p", "sam") { config.i2pSAM = v }
+        if let v = value("i2p", "publish")?.array { config.i2pPublish = v.compactMap { $0.string?.lowercased() } }
+        if let v = string("i2p", "keys_dir") { config.i2pKeysDirectory = v }
+        if let v = value("i2p", "options")?.table {
+            var options: [String: String] = [:]
+            for key in v.keys {
+                if let text = v[key]?.string { options[key] = text } else if let number = v[key]?.int { options[key] = String(number) }
+            }
+            config.i2pOptions = options
+        }
+        if let v = string("i2p", "gateway"), !v.isEmpty { config.i2pGateway = v }
+        if let v = string("i2p", "core"), !v.isEmpty { config.i2pCore = v }
         if let v = hostPort("gateway", "mx_listen") { config.gatewayMXListen = v }
         if let v = hostPort("gateway", "core_listen") { config.gatewayCoreListen = v }
         if let v = hostPort("gateway", "core") { config.gatewayCore = v }
@@ -371,8 +398,25 @@ extension PosternConfiguration {
         if config.relayUsername != nil && config.relayPasswordFile == nil {
             errors.append(ConfigurationError(key: "relay.password_file", message: "is needed when relay.username is set"))
         }
-        if (config.relayUsername != nil || config.relayPasswordFile != nil) && config.relay == nil {
-            errors.append(ConfigurationError(key: "relay.address", message: "is needed when relay.username or relay.password_file is set"))
+        if (config.relayUsername != nil || config.relayPasswordFile != nil) && !config.hasGateway {
+            errors.append(ConfigurationError(key: "relay.address", message: "is needed when relay.username or relay.password_file is set (or i2p.gateway)"))
+        }
+        for service in config.i2pPublish where !["smtp", "pop3", "web"].contains(service) {
+            errors.append(ConfigurationError(key: "i2p.publish", message: "unknown service \"\(service)\"; expected smtp, pop3 or web"))
+        }
+        for (key, name) in [("i2p.gateway", config.i2pGateway), ("i2p.core", config.i2pCore)] {
+            guard let name else { continue }
+            if config.i2pSAM == nil {
+                errors.append(ConfigurationError(key: key, message: "needs i2p.sam: the link runs through the SAM bridge"))
+            }
+            if !Self.looksLikeDestination(name) {
+                errors.append(ConfigurationError(key: key, message: "\"\(name.prefix(40))\" is not a .b32.i2p name or a base64 destination"))
+            }
+        }
+        if let options = value("i2p", "options")?.table {
+            for key in options.keys where options[key]?.string == nil && options[key]?.int == nil {
+                errors.append(ConfigurationError(key: "i2p.options.\(key)", message: "expected a string or a number"))
+            }
         }
         if (config.tlsCertificate == nil) != (config.tlsKey == nil) {
             errors.append(ConfigurationError(key: config.tlsCertificate == nil ? "gateway.tls_cert" : "gateway.tls_key",
@@ -404,6 +448,16 @@ extension PosternConfiguration {
         }
         guard errors.isEmpty else { throw ConfigurationErrors(errors: errors) }
         return config
+    }
+
+    /// A `.b32.i2p` name (52 base32 characters) or an I2P base64 destination.
+    static func looksLikeDestination(_ name: String) -> Bool {
+        let lowered = name.lowercased()
+        if lowered.hasSuffix(".b32.i2p") {
+            let label = lowered.dropLast(8)
+            return label.count >= 52 && label.allSatisfy { ("a"..."z").contains($0) || ("2"..."7").contains($0) }
+        }
+        return name.count >= 516 && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "~" || $0 == "=" }
     }
 
     /// Why a value does not fit its kind, or nil.

@@ -1,6 +1,7 @@
 import Delivery
 import Foundation
 import Gateway
+import I2P
 import Logging
 import NIOCore
 import NIOPosix
@@ -27,7 +28,9 @@ public final class CoreService: Service {
         try? await stores.threading.removeExpired()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let relayPassword = try readRelayPassword()
-        let runner = makeQueueRunner(stores: stores, group: group, password: relayPassword)
+        let i2p = I2PWiring(configuration: configuration, group: group, logger: logger, announce: announce)
+        let linkBox = EndpointBox()
+        let runner = makeQueueRunner(stores: stores, group: group, password: relayPassword, link: linkBox)
         // The gateway logs in with the link's credentials, the same pair the core uses there.
         let gateway = configuration.relayUsername.flatMap { name in relayPassword.map { PeerCredential(username: name, password: $0) } }
         let smtp = SubmissionServer(
@@ -45,12 +48,33 @@ public final class CoreService: Service {
                                                    maxSessions: configuration.pop3MaxSessions),
             backend: MaildropService(stores: stores, logger: logger), group: group, logger: logger)
 
+        var endpoints: [I2PEndpoint] = []
         do {
             let smtpAddress = try await smtp.start()
             announce("smtp listening on \(Self.describe(smtpAddress))")
             let pop3Address = try await pop3.start()
             announce("pop3 listening on \(Self.describe(pop3Address))")
             logger.info("postern serving", metadata: ["domain": "\(configuration.domain)"])
+            // I2P-1: each published service on a destination of its own (one destination would
+            // tie them together for an observer); I2P-2: the gateway's link on one more.
+            if configuration.i2pSAM != nil {
+                let published: [(String, SocketAddress)] = [("smtp", smtpAddress), ("pop3", pop3Address)]
+                for (service, address) in published where configuration.i2pPublish.contains(service) {
+                    if let endpoint = i2p.forwarding(service, to: address) { endpoints.append(endpoint) }
+                }
+                if configuration.i2pPublish.contains("web") {
+                    logger.notice("i2p.publish names web, which does not exist yet: not published")
+                }
+                if let peer = configuration.i2pGateway, let link = i2p.link("link", peer: peer, server: smtp, label: "gateway link") {
+                    linkBox.set(link)
+                    endpoints.append(link)
+                }
+            }
+            let endpointTasks = endpoints.map { endpoint in Task { await endpoint.run() } }
+            defer {
+                for endpoint in endpoints { endpoint.stop() }
+                for task in endpointTasks { task.cancel() }
+            }
             // The outbound queue runs beside the listeners; at shutdown it ends after the message
             // in hand, whose outcome is recorded first (held and pooled mail stays queued).
             let queueTask = Task { await runner?.run() }
@@ -77,15 +101,21 @@ public final class CoreService: Service {
 
     /// The queue runner for the configured relay; nil without one (no Internet recipient is then
     /// accepted, and anything queued earlier waits).
-    private func makeQueueRunner(stores: CoreStores, group: any EventLoopGroup, password: String?) -> QueueRunner? {
-        guard let relay = configuration.relay else {
+    private func makeQueueRunner(stores: CoreStores, group: any EventLoopGroup, password: String?, link: EndpointBox) -> QueueRunner? {
+        let timeout = TimeAmount.nanoseconds(Int64(configuration.relayTimeout * 1e9))
+        let connector: any StreamConnector
+        if let gateway = configuration.i2pGateway {
+            // I2P-2: the gateway is a destination; its address is never known here.
+            connector = SAMConnector(peer: gateway) { link.session }
+        } else if let relay = configuration.relay {
+            connector = TCPConnector(host: relay.host, port: relay.port, connectTimeout: min(timeout, .seconds(30)))
+        } else {
             if let waiting = try? stores.queue.nextDue(), waiting > 0 {
                 logger.warning("the outbound queue holds mail but no [relay] is configured: it waits")
             }
             return nil
         }
-        let timeout = TimeAmount.nanoseconds(Int64(configuration.relayTimeout * 1e9))
-        let client = RelayClient(configuration: .init(host: relay.host, port: relay.port, helo: configuration.domain,
+        let client = RelayClient(configuration: .init(connector: connector, helo: configuration.domain,
                                                       username: configuration.relayUsername, password: password,
                                                       connectTimeout: min(timeout, .seconds(30)), replyTimeout: timeout),
                                  group: group)

@@ -1,5 +1,6 @@
 import Foundation
 import Gateway
+import I2P
 import Logging
 import MailCore
 import NIOCore
@@ -41,8 +42,12 @@ public final class GatewayService: Service {
         let mx = MXDelivery(routing: resolver, port: config.mxPort, helo: config.mxHostname,
                             tls: config.outboundTLS == "encrypt" ? .required(upgrade: upgrade) : .opportunistic(upgrade: upgrade),
                             sourceAddress: config.outboundAddress, group: group, logger: logger)
-        let core = CoreLink(connector: TCPConnector(host: config.gatewayCore.host, port: config.gatewayCore.port),
-                            helo: config.internetDomain, username: config.gatewayUsername, password: password)
+        // I2P-2: with i2p.core, the core is a destination, reached from the door's own session.
+        let i2p = I2PWiring(configuration: config, group: group, logger: logger, announce: announce)
+        let doorBox = EndpointBox()
+        let connector: any StreamConnector = config.i2pCore.map { peer in SAMConnector(peer: peer) { doorBox.session } }
+            ?? TCPConnector(host: config.gatewayCore.host, port: config.gatewayCore.port)
+        let core = CoreLink(connector: connector, helo: config.internetDomain, username: config.gatewayUsername, password: password)
         let runner = try GatewayRunner(
             queue: queue, internet: mx, core: core,
             settings: .init(internetDomain: config.internetDomain, coreDomain: config.domain,
@@ -90,8 +95,10 @@ public final class GatewayService: Service {
         do {
             let mxAddress = try await mxServer.start()
             announce("mx listening on \(CoreService.describe(mxAddress))")
-            let intakeAddress = try await intakeServer.start()
-            announce("core link listening on \(CoreService.describe(intakeAddress))")
+            if config.i2pCore == nil {
+                let intakeAddress = try await intakeServer.start()
+                announce("core link listening on \(CoreService.describe(intakeAddress))")
+            }
         } catch {
             logger.error("cannot start listeners", metadata: ["error": "\(error)"])
             await mxServer.shutdown(gracePeriod: .zero)
@@ -102,7 +109,13 @@ public final class GatewayService: Service {
         }
         logger.info("gateway serving", metadata: ["domain": "\(config.internetDomain)"])
         let queueTask = Task { await runner.run() }
+        // The door on I2P: streams from the core's destination only (I2P-2).
+        let door = config.i2pCore.flatMap { i2p.link("door", peer: $0, server: intakeServer, label: "core link") }
+        doorBox.set(door)
+        let doorTask = door.map { door in Task { await door.run() } }
         try? await gracefulShutdown()
+        door?.stop()
+        doorTask?.cancel()
         logger.info("shutting down")
         async let mxDone: Void = mxServer.shutdown(gracePeriod: .seconds(10))
         async let intakeDone: Void = intakeServer.shutdown(gracePeriod: .seconds(10))

@@ -194,7 +194,7 @@ final class SubmissionService: SubmissionBackend {
 
     /// Why mail to `recipient` outside the mail domain cannot be sent at all, or nil.
     static func routeRefusal(_ recipient: EmailAddress, configuration: PosternConfiguration) -> SMTPReply? {
-        guard configuration.relay != nil else {
+        guard configuration.hasGateway else {
             return SMTPReply(550, "5.7.1", "Relaying to <\(recipient)> denied: this server has no Internet gateway configured")
         }
         let domain = recipient.domain.lowercased()

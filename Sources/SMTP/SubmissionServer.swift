@@ -90,6 +90,12 @@ public final class SubmissionServer: Sendable {
         try channel.pipeline.syncOperations.addHandler(handler)
     }
 
+    /// Serves a connection that arrived another way: an I2P stream the SAM bridge handed over,
+    /// already checked to come from the one allowed peer. Call on the channel's event loop.
+    public func adopt(_ channel: any Channel) throws {
+        try admit(channel)
+    }
+
     /// Stops accepting, lets sessions finish for up to `gracePeriod`, then closes the rest (OPS-4).
     /// A session whose message has not been acknowledged loses nothing: the client still holds it.
     public func shutdown(gracePeriod: TimeAmount) async {
@@ -136,6 +142,7 @@ final class SubmissionHandler: ChannelDuplexHandler {
     private var readRequested = false
     private var shutdownRequested = false
     private var closing = false
+    private var started = false
 
     init(configuration: SubmissionServerConfiguration, backend: any SubmissionBackend, logger: Logger, refusal: SMTPReply?) {
         self.configuration = configuration
@@ -147,7 +154,19 @@ final class SubmissionHandler: ChannelDuplexHandler {
         self.output = ByteBufferAllocator().buffer(capacity: 512)
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        // An adopted connection (an I2P stream) is active already: no channelActive will come.
+        if context.channel.isActive { start(context: context) }
+    }
+
     func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
         if let refusal {
             closing = true
             refusal.write(into: &output)
@@ -157,7 +176,6 @@ final class SubmissionHandler: ChannelDuplexHandler {
         session.greeting().write(into: &output)
         writeReplies(context: context)
         armTimeout(context: context)
-        context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
