@@ -165,11 +165,26 @@ extension DKIM {
 
         struct Malformed: Error { var reason: String }
 
+        /// Labels of letters, digits and hyphens, not starting or ending with a hyphen (RFC 5321
+        /// 4.1.2 Domain; RFC 6376 3.5 selector), at most 253 characters; underscores allowed in
+        /// selectors in practice.
+        static func isDomainName(_ text: String) -> Bool {
+            guard !text.isEmpty, text.utf8.count <= 253 else { return false }
+            return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+                !label.isEmpty && label.utf8.count <= 63 && label.first != "-" && label.last != "-"
+                    && label.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+                        || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
+            }
+        }
+
         init(_ field: HeaderField) throws(Malformed) {
             let tags = DKIM.tagList(field.value)
             guard tags["v"] == "1", let a = tags["a"], let d = tags["d"], let s = tags["s"], let h = tags["h"],
                   let bh = tags["bh"], let b = tags["b"] else { throw Malformed(reason: "malformed signature") }
             algorithm = a.lowercased()
+            // RFC 6376 3.5: d= is a domain name, s= a sub-domain (dot-separated labels). Anything
+            // else is refused before a lookup and never reaches our Authentication-Results.
+            guard Self.isDomainName(d), Self.isDomainName(s) else { throw Malformed(reason: "malformed d= or s=") }
             domain = d.lowercased()
             selector = s
             signedFields = h.split(separator: ":").map { $0.trimmingCharacters(in: .whitespacesAndNewlines).lowercased() }

@@ -62,7 +62,7 @@ enum ExchangeReplies {
 }
 
 /// One Internet client's connection to the exchange. Effects arrive one at a time (the SMTP
-/// session waits for each), so the actor only guards against the close racing a check.
+/// session waits for each); the actor guards against the close racing a check.
 actor ExchangeSession: SubmissionBackend {
     private let exchange: Exchange
     /// The client's address: for SPF and blocklists, kept in memory for this connection only.
@@ -71,7 +71,12 @@ actor ExchangeSession: SubmissionBackend {
     private var listedIn: String?
     private var spf: SPFVerdict?
     private var link: SMTPClientSession?
-    private var linkInTransaction = false
+    /// The transaction the core has seen so far on the link: its MAIL line and accepted RCPTs,
+    /// replayed on a new link when the old one died while the client was sending.
+    private var mailLine: String?
+    private var recipientLines: [String] = []
+    /// The link carried a transaction before: RSET first (whatever state the core is in).
+    private var linkUsed = false
     private var closed = false
 
     init(exchange: Exchange, client: [UInt8]?) {
@@ -85,8 +90,7 @@ actor ExchangeSession: SubmissionBackend {
 
     private func close() {
         closed = true
-        link?.close()
-        link = nil
+        drop()
     }
 
     func authenticate(username: String, password: String) async -> SMTPAuthOutcome { .failure }
@@ -96,11 +100,16 @@ actor ExchangeSession: SubmissionBackend {
         guard let client else { return .rejected(ExchangeReplies.localProblem) }
         // GW-2: operator-configured DNS blocklists, asked once per connection.
         if !blocklistChecked {
-            listedIn = await Blocklist.firstListing(of: client, in: settings.blocklists, resolver: exchange.resolver)
+            listedIn = await Blocklist.firstListing(of: client, in: settings.blocklists, resolver: exchange.resolver, logger: exchange.logger)
             blocklistChecked = true
         }
         if let zone = listedIn {
-            return .rejected(SMTPReply(554, "5.7.1", "Service refused: your address is listed by \(zone)"))
+            return .rejected(SMTPReply(550, "5.7.1", "Service refused: your address is listed by \(zone)"))
+        }
+        // Mail from the Internet never claims to come from inside: not from the core's domain
+        // or any .i2p name (which SPF cannot vouch for).
+        if let domain = sender?.domain.lowercased(), domain == settings.coreDomain || domain.hasSuffix(".i2p") {
+            return .rejected(SMTPReply(550, "5.7.1", "Sender address refused: <\(sender!)> is not an Internet address"))
         }
         let verdict = await SPF.check(ip: client, mailFrom: sender?.description, helo: helo, resolver: exchange.resolver)
         switch verdict.result {
@@ -113,59 +122,88 @@ actor ExchangeSession: SubmissionBackend {
         default:
             break
         }
+        // The Internet domain's own addresses send only through the gateway, never from outside.
+        if sender?.domain.lowercased() == settings.internetDomain && verdict.result != .pass {
+            return .rejected(SMTPReply(550, "5.7.1", "Sender address refused: <\(sender!)> does not send from here"))
+        }
         spf = verdict
-        guard await startCoreTransaction(sender: sender) else { return .rejected(ExchangeReplies.localProblem) }
+        // The core takes any 8-bit or UTF-8 mail from the gateway: it stores, it does not relay.
+        mailLine = "MAIL FROM:<\(sender?.description ?? "")> BODY=8BITMIME SMTPUTF8"
+        recipientLines = []
+        guard let reply = await linkTransaction(), reply.code == 250 else {
+            mailLine = nil
+            return .rejected(ExchangeReplies.localProblem)
+        }
         return .accepted
     }
 
-    /// A MAIL on the link to the core, over the session's link (opened on first use; a broken
-    /// one is replaced once).
-    private func startCoreTransaction(sender: EmailAddress?) async -> Bool {
+    /// Starts the transaction on the link (opening it when needed; a broken one is replaced
+    /// once) and replays the recipients accepted so far. Returns the MAIL reply, nil when the
+    /// core cannot be reached.
+    private func linkTransaction() async -> SMTPClientSession.Reply? {
+        guard let mailLine else { return nil }
         for _ in 0..<2 {
-            guard !closed else { return false }
-            if link == nil { link = await exchange.core.openSession() }
-            guard let link else { return false }
-            if linkInTransaction {
-                linkInTransaction = false
+            guard !closed else { return nil }
+            if link == nil {
+                let opened = await exchange.core.openSession()
+                // The client may have gone while the link was opening.
+                if closed { opened?.close(); return nil }
+                link = opened
+                linkUsed = false
+            }
+            guard let link else { return nil }
+            if linkUsed {
                 guard await link.command("RSET")?.code == 250 else { drop(); continue }
             }
-            // The core takes any 8-bit or UTF-8 mail from the gateway: it stores, it does not relay.
-            let reply = await link.command("MAIL FROM:<\(sender?.description ?? "")> BODY=8BITMIME SMTPUTF8")
-            guard let reply else { drop(); continue }
-            guard reply.code == 250 else { return false }
-            linkInTransaction = true
-            return true
+            linkUsed = true
+            guard let reply = await link.command(mailLine) else { drop(); continue }
+            guard reply.code == 250 else { return reply }
+            var replayed = true
+            for line in recipientLines {
+                guard let answer = await link.command(line), [250, 251].contains(answer.code) else { replayed = false; break }
+            }
+            if !replayed { drop(); continue }
+            return reply
         }
-        return false
+        return nil
     }
 
     private func drop() {
         link?.close()
         link = nil
-        linkInTransaction = false
     }
 
     func checkRecipient(_ recipient: EmailAddress, sender: EmailAddress?, declaredSize: Int?, earlier: [EmailAddress]) async -> RecipientVerdict {
         let settings = exchange.settings
         // Never an open relay (RFC 5321 3.6.2): only the Internet domain's own users.
         guard recipient.domain.lowercased() == settings.internetDomain else {
-            return .rejected(SMTPReply(554, "5.7.1", "Relay access denied: only mail for @\(settings.internetDomain) is taken here"))
+            return .rejected(SMTPReply(550, "5.7.1", "Relay access denied: only mail for @\(settings.internetDomain) is taken here"))
         }
-        guard let link, linkInTransaction else { return .rejected(ExchangeReplies.localProblem) }
+        guard mailLine != nil else { return .rejected(ExchangeReplies.localProblem) }
         // PRIV-5: the envelope recipient is rewritten to the core's domain.
-        let reply = await link.command("RCPT TO:<\(recipient.localPart)@\(settings.coreDomain)>")
+        let line = "RCPT TO:<\(recipient.localPart)@\(settings.coreDomain)>"
+        var reply = await link?.command(line)
+        if reply == nil {
+            // The link went away while the client took its time: a new one, the transaction replayed.
+            drop()
+            guard await linkTransaction()?.code == 250 else { return .rejected(ExchangeReplies.localProblem) }
+            reply = await link?.command(line)
+        }
         guard let reply else {
             drop()
             return .rejected(ExchangeReplies.localProblem)
         }
-        if [250, 251].contains(reply.code) { return .accepted }
+        if [250, 251].contains(reply.code) {
+            if !recipientLines.contains(line) { recipientLines.append(line) }
+            return .accepted
+        }
         return .rejected(Self.answer(for: reply, recipient: recipient))
     }
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
         let settings = exchange.settings
-        guard let link, linkInTransaction else { return .rejected(ExchangeReplies.localProblem) }
-        linkInTransaction = false
+        guard mailLine != nil else { return .rejected(ExchangeReplies.localProblem) }
+        defer { mailLine = nil; recipientLines = [] }
         let bytes = Array(message.readableBytesView)
         let now = Int64(Date().timeIntervalSince1970)
         let dkim = await DKIM.verify(bytes, keys: exchange.resolver, now: now)
@@ -176,14 +214,21 @@ actor ExchangeSession: SubmissionBackend {
         let id = String((0..<12).map { _ in Array("abcdefghijklmnopqrstuvwxyz0123456789")[Int.random(in: 0..<36, using: &random)] })
         let trace = "Received: by \(settings.internetDomain) with \(envelope.overTLS ? "ESMTPS" : "ESMTP") id \(id);\r\n\t"
             + RFC5322Date.format(secondsSince1970: now)
-        let sanitised = InboundSanitiser(internetDomain: settings.internetDomain, internalDomain: settings.coreDomain)
-            .sanitise(bytes, verdict: verdict, trace: trace)
-        guard let start = await link.command("DATA") else {
-            drop()
-            return .rejected(ExchangeReplies.localProblem)
+        let sanitised = ByteBuffer(bytes: InboundSanitiser(internetDomain: settings.internetDomain, internalDomain: settings.coreDomain)
+            .sanitise(bytes, verdict: verdict, trace: trace))
+        // The link may have died while the client sent the message: once more on a new one.
+        var final: SMTPClientSession.Reply?
+        for attempt in 0..<2 {
+            if attempt > 0 || link == nil {
+                drop()
+                guard await linkTransaction()?.code == 250 else { return .rejected(ExchangeReplies.localProblem) }
+            }
+            guard let link, let start = await link.command("DATA") else { continue }
+            guard start.code == 354 else { return .rejected(Self.answer(for: start, recipient: nil)) }
+            final = await link.data(sanitised)
+            if final != nil { break }
         }
-        guard start.code == 354 else { return .rejected(Self.answer(for: start, recipient: nil)) }
-        guard let final = await link.data(ByteBuffer(bytes: sanitised)) else {
+        guard let final else {
             drop()
             return .rejected(ExchangeReplies.localProblem)
         }
@@ -198,7 +243,8 @@ actor ExchangeSession: SubmissionBackend {
         // A reply that is neither (a 2xx where a refusal was expected) is a local problem.
         guard reply.isPermanent || reply.isTemporary else { return ExchangeReplies.localProblem }
         let status = reply.enhanced ?? (reply.isPermanent ? "5.0.0" : "4.0.0")
-        let code = reply.code
+        // 421 means "closing": the client's session goes on, so it hears 451.
+        let code = reply.code == 421 ? 451 : reply.code
         let subject = recipient.map { " <\($0)>" } ?? ""
         switch status.split(separator: ".").dropFirst().joined(separator: ".") {
         case "1.1": return SMTPReply(code, status, "No such user here:\(subject)")
@@ -215,12 +261,19 @@ actor ExchangeSession: SubmissionBackend {
 /// record in 127.0.0.0/8. A failing lookup counts as not listed (an outage of a list must not
 /// stop all mail).
 enum Blocklist {
-    static func firstListing(of address: [UInt8], in zones: [String], resolver: any SPFResolver) async -> String? {
+    static func firstListing(of address: [UInt8], in zones: [String], resolver: any SPFResolver,
+                             logger: Logger? = nil) async -> String? {
         // An IPv4 client on a dual-stack listener arrives as ::ffff:a.b.c.d: listed as IPv4.
         guard !zones.isEmpty, let client = SPF.normalized(address), let reversed = reversedName(client) else { return nil }
         for zone in zones {
             let answers = (try? await resolver.spfAddresses(of: "\(reversed).\(zone)", ipv6: false)) ?? []
-            if answers.contains(where: { $0.count == 4 && $0[0] == 127 }) { return zone }
+            // 127.255.255.x is a list's error code (Spamhaus: a public resolver, a typo, over quota):
+            // the list is unusable, not a listing.
+            if answers.contains(where: { $0.count == 4 && $0[0] == 127 && $0[1] == 255 }) {
+                logger?.warning("a DNS blocklist answers with an error code; it is ignored", metadata: ["zone": "\(zone)"])
+                continue
+            }
+            if answers.contains(where: { $0.count == 4 && $0[0] == 127 && $0 != [127, 0, 0, 1] }) { return zone }
         }
         return nil
     }
@@ -238,6 +291,13 @@ enum Blocklist {
 /// A limit on new connections per client address (GW-2 rate control): at most `limit` in any
 /// `window` seconds. Addresses live in memory only, and only for the window.
 public final class ConnectionRateLimiter: Sendable {
+    /// The counting key: an IPv4 address as it is, an IPv6 address by its first four groups.
+    static func key(_ address: String) -> String {
+        guard address.contains(":"), let bytes = SPF.parseIP(address), bytes.count == 16 else { return address }
+        if let v4 = SPF.normalized(bytes), v4.count == 4 { return v4.map(String.init).joined(separator: ".") }
+        return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":") + "::/64"
+    }
+
     private let limit: Int
     private let window: Double
     private let now: @Sendable () -> Double
@@ -249,12 +309,21 @@ public final class ConnectionRateLimiter: Sendable {
         self.now = now
     }
 
-    /// Counts a connection from `address`; false when it is over the limit.
+    private let lastPrune = NIOLockedValueBox(0.0)
+
+    /// Counts a connection from `address`; false when it is over the limit. IPv6 clients are
+    /// counted by /64: one host usually has a whole /64 to pick addresses from.
     public func admit(_ address: String) -> Bool {
         let time = now()
+        let key = Self.key(address)
         return recent.withLockedValue { recent in
-            // Forget idle addresses now and then so the table stays small.
-            if recent.count > 10_000 { recent = recent.filter { ($0.value.last ?? 0) > time - window } }
+            // Forget idle addresses once a window when the table grows, so it stays small and
+            // the cost of pruning is not paid on every connection.
+            if recent.count > 10_000, lastPrune.withLockedValue({ time - $0 > window }) {
+                recent = recent.filter { ($0.value.last ?? 0) > time - window }
+                lastPrune.withLockedValue { $0 = time }
+            }
+            let address = key
             var times = recent[address, default: []].filter { $0 > time - window }
             guard times.count < limit else {
                 recent[address] = times

@@ -70,18 +70,22 @@ public final class GatewayQueue: Sendable {
         for name in names {
             let path = "\(directory)/\(name)"
             if name.hasSuffix(".msg") {
-                if !envelopes.contains(String(name.dropLast(4))) { unlink(path) }
+                let id = String(name.dropLast(4))
+                if !envelopes.contains(id) && !names.contains("\(id).env.unreadable") { unlink(path) }
             } else if name.hasSuffix(".env") {
                 let id = String(name.dropLast(4))
-                guard FileManager.default.fileExists(atPath: messagePath(id)),
-                      let data = FileManager.default.contents(atPath: path),
+                guard FileManager.default.fileExists(atPath: messagePath(id)) else {
+                    unlink(path)  // the message itself is gone: nothing left to send
+                    continue
+                }
+                guard let data = FileManager.default.contents(atPath: path),
                       let entry = try? JSONDecoder().decode(GatewayQueueEntry.self, from: data), entry.id == id else {
-                    unlink(path)
-                    unlink(messagePath(id))
+                    // Unreadable state (another version's format?): set aside, not destroyed.
+                    rename(path, path + ".unreadable")
                     continue
                 }
                 entries.append(entry)
-            } else {
+            } else if name.hasSuffix(".tmp") {
                 unlink(path)  // a temp file of an unfinished write
             }
         }
@@ -105,9 +109,23 @@ public final class GatewayQueue: Sendable {
         try syncDirectory()
     }
 
+    /// The message's bytes; `Failure.io("open", ENOENT)` only when the file is really gone (any
+    /// other error — no file descriptor left, an I/O error — is temporary).
     public func message(of entry: GatewayQueueEntry) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: messagePath(entry.id)) else { throw Failure.io("read", ENOENT) }
-        return [UInt8](data)
+        let fd = open(messagePath(entry.id), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure.io("open", errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress!, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Failure.io("read", errno)
+            }
+            if count == 0 { return bytes }
+            bytes += chunk[..<count]
+        }
     }
 
     /// Forgets a message: the envelope first, so a crash in between leaves only an orphan `.msg`

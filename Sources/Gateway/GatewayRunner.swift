@@ -21,7 +21,13 @@ public struct CoreLink: CoreDelivery {
     public var password: String
     public var replyTimeout: TimeAmount
 
-    public init(connector: any StreamConnector, helo: String, username: String, password: String, replyTimeout: TimeAmount = .seconds(120)) {
+    public let group: any EventLoopGroup
+
+    /// `replyTimeout` also bounds how long the link may sit idle while an Internet client takes
+    /// its time; a link that died meanwhile is replaced and the transaction replayed.
+    public init(connector: any StreamConnector, helo: String, username: String, password: String,
+                replyTimeout: TimeAmount = .seconds(600), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.group = group
         self.connector = connector
         self.helo = helo
         self.username = username
@@ -31,13 +37,14 @@ public struct CoreLink: CoreDelivery {
 
     public func deliver(from sender: String, to recipients: [String], message: ByteBuffer) async -> [GatewayOutcome] {
         let client = RelayClient(configuration: .init(connector: connector, helo: helo, username: username, password: password,
-                                                      replyTimeout: replyTimeout))
+                                                      replyTimeout: replyTimeout), group: group)
         return await client.relay(from: sender, to: recipients, message: message).map(GatewayOutcome.init)
     }
 
     /// A session for the exchange's live recipient checks.
     public func openSession() async -> SMTPClientSession? {
-        await SMTPClientSession.open(connector: connector, helo: helo, username: username, password: password, replyTimeout: replyTimeout)
+        await SMTPClientSession.open(connector: connector, group: group, helo: helo, username: username, password: password,
+                                     replyTimeout: replyTimeout)
     }
 }
 
@@ -136,6 +143,7 @@ public final class GatewayRunner: Sendable {
         state.withLockedValue { $0.woken = false }
         let current = now()
         let due = state.withLockedValue { state -> [GatewayQueueEntry] in
+            guard !state.stopped else { return [] }
             let found = state.entries.values.filter { $0.nextAttempt <= current && !state.inFlight.contains($0.id) }
             for entry in found { state.inFlight.insert(entry.id) }
             return found
@@ -146,6 +154,11 @@ public final class GatewayRunner: Sendable {
                 if running >= settings.concurrency {
                     await group.next()
                     running -= 1
+                }
+                // A stopping runner starts nothing new; what it skips stays due.
+                if state.withLockedValue({ $0.stopped }) {
+                    state.withLockedValue { _ = $0.inFlight.remove(entry.id) }
+                    continue
                 }
                 group.addTask { await self.attempt(entry) }
                 running += 1
@@ -186,10 +199,24 @@ public final class GatewayRunner: Sendable {
         let id = original.id
         defer { _ = state.withLockedValue { $0.inFlight.remove(id) } }
         let bytes: [UInt8]
-        do { bytes = try await io { [queue] in try queue.message(of: original) } } catch {
-            logger.error("queued message unreadable; dropped", metadata: ["error": "\(error)"])
-            _ = try? await io { [queue] in try queue.remove(original) }
-            state.withLockedValue { _ = $0.entries.removeValue(forKey: id) }
+        do { bytes = try await io { [queue] in try queue.message(of: original) } } catch GatewayQueue.Failure.io("open", ENOENT) {
+            // Gone from the disk: the sender hears that it failed (with no header to return).
+            logger.error("a queued message's file is missing; reported as failed")
+            var entry = original
+            let failed = entry.recipients.indices.filter { entry.recipients[$0].state == .pending }.map { index in
+                entry.recipients[index].state = .failed
+                return DeliveryStatusNotification.Recipient(address: entry.recipients[index].address, action: .failed,
+                                                            status: "5.3.0", replyCode: nil)
+            }
+            let settled = entry
+            _ = try? await io { self.record(settled, reports: (failed, []), message: [], now: self.now()) }
+            return
+        } catch {
+            // Anything else (no descriptor left, an I/O error) is temporary: try again later.
+            logger.error("a queued message cannot be read now; retrying", metadata: ["error": "\(error)"])
+            var entry = original
+            entry.nextAttempt = now() + settings.retry.first
+            state.withLockedValue { $0.entries[id] = entry }
             return
         }
         var entry = original
@@ -262,10 +289,21 @@ public final class GatewayRunner: Sendable {
                                                               delayed: [DeliveryStatusNotification.Recipient]),
                         message bytes: [UInt8], now current: Int64) {
         let (failed, delayed) = reports
+        var entry = entry
         if entry.destination == .internet {
-            if !failed.isEmpty { report(failed, for: entry, message: bytes, retryUntil: nil, now: current) }
-            if !delayed.isEmpty {
-                report(delayed, for: entry, message: bytes, retryUntil: entry.queuedAt + settings.retry.giveUpAfter, now: current)
+            do {
+                if !failed.isEmpty { try report(failed, for: entry, message: bytes, retryUntil: nil, now: current) }
+                if !delayed.isEmpty {
+                    try report(delayed, for: entry, message: bytes, retryUntil: entry.queuedAt + settings.retry.giveUpAfter, now: current)
+                }
+            } catch {
+                // No bounce could be queued (a full disk?): the failed recipients stay pending,
+                // so the message and its report are tried again rather than lost.
+                logger.error("delivery status notification not queued; retrying", metadata: ["error": "\(error)"])
+                for index in entry.recipients.indices where failed.contains(where: { $0.address == entry.recipients[index].address }) {
+                    entry.recipients[index].state = .pending
+                }
+                entry.nextAttempt = current + settings.retry.first
             }
         } else if !failed.isEmpty {
             logger.warning("a report for the core could not be delivered; dropped", metadata: ["recipients": "\(failed.count)"])
@@ -287,18 +325,14 @@ public final class GatewayRunner: Sendable {
 
     /// An RFC 3464 report for the sender, addressed to the sender's mailbox at the core.
     private func report(_ recipients: [DeliveryStatusNotification.Recipient], for entry: GatewayQueueEntry, message: [UInt8],
-                        retryUntil: Int64?, now: Int64) {
+                        retryUntil: Int64?, now: Int64) throws {
         guard !entry.sender.isEmpty else { return }  // never a report about a report (RFC 3464 2)
         let sender = Self.coreForm(entry.sender, internetDomain: settings.internetDomain, coreDomain: settings.coreDomain)
         let header = HeaderSection.parse(message)
         let dsn = DeliveryStatusNotification(domain: settings.internetDomain, sender: sender, recipients: recipients,
                                              originalHeader: Array(message.prefix(header.bodyOffset)), now: now, retryUntil: retryUntil)
         var random = SystemRandomNumberGenerator()
-        do {
-            try enqueue(destination: .core, sender: "", recipients: [sender], message: dsn.render(random: &random))
-        } catch {
-            logger.error("delivery status notification not queued", metadata: ["error": "\(error)"])
-        }
+        try enqueue(destination: .core, sender: "", recipients: [sender], message: dsn.render(random: &random))
     }
 
     /// `user@internet-domain` → `user@core-domain`; other addresses unchanged.

@@ -98,7 +98,9 @@ public struct MXDelivery: InternetDelivery {
                 last = all(.temporary(code: nil, status: "4.4.3"))
                 continue
             }
-            for address in addresses {
+            // From an IPv4 source only IPv4 addresses can be reached, and the other way round.
+            let reachable = sourceAddress.map { source in addresses.filter { $0.contains(":") == source.contains(":") } } ?? addresses
+            for address in reachable {
                 guard tried < maxAddresses else { return last }
                 tried += 1
                 let connector = TCPConnector(host: address, port: port, connectTimeout: connectTimeout, sourceAddress: sourceAddress)

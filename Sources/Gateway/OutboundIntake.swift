@@ -56,6 +56,10 @@ public final class OutboundIntake: SubmissionBackend {
             return .rejected(SMTPReply(553, "5.7.1", "Only senders of @\(settings.internetDomain) are relayed"))
         }
         let domain = recipient.domain.lowercased()
+        // RFC 5321 5.1: an address literal has no MX; the gateway delivers only by DNS.
+        guard !domain.hasPrefix("[") else {
+            return .rejected(SMTPReply(550, "5.1.2", "Address literals are not relayed: <\(recipient)>"))
+        }
         guard domain != settings.internetDomain, domain != settings.coreDomain, !domain.hasSuffix(".i2p") else {
             return .rejected(SMTPReply(550, "5.7.1", "Not relayed: <\(recipient)> is not an Internet address"))
         }

@@ -40,12 +40,15 @@ public struct SPFVerdict: Sendable, Equatable {
 
     /// The spf part of an Authentication-Results header (RFC 8601 2.7.2), e.g.
     /// `spf=pass smtp.mailfrom=example.com`; a reason goes in a comment:
-    /// `spf=permerror (syntax error) smtp.mailfrom=x.test`.
+    /// `spf=permerror (syntax error) smtp.mailfrom=x.test`; for the HELO identity no property.
     public var authenticationResult: String {
         var text = "spf=" + result.rawValue
         if let reason, !reason.isEmpty {
             text += " (" + Self.commentText(reason) + ")"
         }
+        // PRIV-6: the client's HELO name is never written down, not even here: a verdict on it
+        // (null sender, RFC 7208 2.3) carries no property.
+        if scope == "helo" { return text }
         return text + " smtp." + scope + "=" + Self.propertyValue(domain)
     }
 

@@ -31,8 +31,10 @@ public final class CoreService: Service {
         let i2p = I2PWiring(configuration: configuration, group: group, logger: logger, announce: announce)
         let linkBox = EndpointBox()
         let runner = makeQueueRunner(stores: stores, group: group, password: relayPassword, link: linkBox)
-        // The gateway logs in with the link's credentials, the same pair the core uses there.
+        // The gateway logs in with the link's credentials, the same pair the core uses there: on
+        // the SMTP port when the link is TCP, only on the link's own destination when it is I2P.
         let gateway = configuration.relayUsername.flatMap { name in relayPassword.map { PeerCredential(username: name, password: $0) } }
+        let gatewayOnSMTPPort = configuration.i2pGateway == nil ? gateway : nil
         let smtp = SubmissionServer(
             configuration: SubmissionServerConfiguration(
                 host: configuration.smtpListen.host, port: configuration.smtpListen.port,
@@ -41,7 +43,16 @@ public final class CoreService: Service {
                 commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
                 dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)),
                 maxSessions: configuration.smtpMaxSessions),
-            backend: SubmissionService(stores: stores, logger: logger, gateway: gateway, onQueued: { runner?.wake() }), group: group, logger: logger)
+            backend: SubmissionService(stores: stores, logger: logger, gateway: gatewayOnSMTPPort, onQueued: { runner?.wake() }),
+            group: group, logger: logger)
+        // The I2P link's streams are served here: the same dialogue, the gateway's login only.
+        let linkServer = SubmissionServer(
+            configuration: SubmissionServerConfiguration(
+                session: SubmissionSession.Configuration(domain: configuration.domain, maxMessageSize: configuration.maxMessageSize,
+                                                         maxRecipients: configuration.maxRecipients),
+                commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
+                dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)), maxSessions: 100),
+            backend: SubmissionService(stores: stores, logger: logger, gateway: gateway, peerOnly: true), group: group, logger: logger)
         let pop3 = POP3Server(
             configuration: POP3ServerConfiguration(host: configuration.pop3Listen.host, port: configuration.pop3Listen.port,
                                                    autologout: .nanoseconds(Int64(configuration.autologout * 1e9)),
@@ -65,7 +76,7 @@ public final class CoreService: Service {
                 if configuration.i2pPublish.contains("web") {
                     logger.notice("i2p.publish names web, which does not exist yet: not published")
                 }
-                if let peer = configuration.i2pGateway, let link = i2p.link("link", peer: peer, server: smtp, label: "gateway link") {
+                if let peer = configuration.i2pGateway, let link = i2p.link("link", peer: peer, server: linkServer, label: "gateway link") {
                     linkBox.set(link)
                     endpoints.append(link)
                 }
@@ -93,7 +104,8 @@ public final class CoreService: Service {
         logger.info("shutting down")
         async let smtpDone: Void = smtp.shutdown(gracePeriod: .seconds(10))
         async let pop3Done: Void = pop3.shutdown(gracePeriod: .seconds(10))
-        _ = await (smtpDone, pop3Done)
+        async let linkDone: Void = linkServer.shutdown(gracePeriod: .seconds(10))
+        _ = await (smtpDone, pop3Done, linkDone)
         await stores.close()
         try? await group.shutdownGracefully()
         logger.info("stopped")

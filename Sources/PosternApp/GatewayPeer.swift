@@ -25,11 +25,13 @@ final class GatewayAwareConnection: SubmissionBackend {
 
     func authenticate(username: String, password: String) async -> SMTPAuthOutcome {
         if let outcome = gatewayLogin(username: username, password: password) { return outcome }
+        if service.peerOnly { return .failure }
         return await service.authenticate(username: username, password: password)
     }
 
     func authenticate(username: String, password: String, on loop: any EventLoop) -> EventLoopFuture<SMTPAuthOutcome> {
         if let outcome = gatewayLogin(username: username, password: password) { return loop.makeSucceededFuture(outcome) }
+        if service.peerOnly { return loop.makeSucceededFuture(.failure) }
         return service.authenticate(username: username, password: password, on: loop)
     }
 

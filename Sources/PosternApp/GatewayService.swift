@@ -47,7 +47,8 @@ public final class GatewayService: Service {
         let doorBox = EndpointBox()
         let connector: any StreamConnector = config.i2pCore.map { peer in SAMConnector(peer: peer) { doorBox.session } }
             ?? TCPConnector(host: config.gatewayCore.host, port: config.gatewayCore.port)
-        let core = CoreLink(connector: connector, helo: config.internetDomain, username: config.gatewayUsername, password: password)
+        let core = CoreLink(connector: connector, helo: config.internetDomain, username: config.gatewayUsername, password: password,
+                            group: group)
         let runner = try GatewayRunner(
             queue: queue, internet: mx, core: core,
             settings: .init(internetDomain: config.internetDomain, coreDomain: config.domain,
@@ -75,8 +76,10 @@ public final class GatewayService: Service {
         let mxServer = SubmissionServer(
             configuration: SubmissionServerConfiguration(
                 host: config.gatewayMXListen.host, port: config.gatewayMXListen.port,
+                // maxErrors 10: an unknown recipient counts, so guessing account names ends soon.
                 session: .init(domain: config.mxHostname, role: .exchange, offersSTARTTLS: startTLS != nil,
-                               maxMessageSize: config.gatewayMaxMessageSize, maxRecipients: config.gatewayMaxRecipients),
+                               maxMessageSize: config.gatewayMaxMessageSize, maxRecipients: config.gatewayMaxRecipients,
+                               maxErrors: 10),
                 commandTimeout: timeouts.command, dataTimeout: timeouts.data, maxSessions: config.gatewayMaxSessions,
                 admission: { remote in
                     // GW-2 rate control; the address is counted in memory, never written down.

@@ -92,11 +92,15 @@ final class SubmissionService: SubmissionBackend {
     private let onQueued: @Sendable () -> Void
     /// The gateway's login on the link (the `[relay]` credentials, both ways); nil: no gateway.
     let gateway: PeerCredential?
+    /// Only the gateway may log in (the I2P link's own destination): no account logins.
+    let peerOnly: Bool
 
-    init(stores: CoreStores, logger: Logger, gateway: PeerCredential? = nil, onQueued: @escaping @Sendable () -> Void = {}) {
+    init(stores: CoreStores, logger: Logger, gateway: PeerCredential? = nil, peerOnly: Bool = false,
+         onQueued: @escaping @Sendable () -> Void = {}) {
         self.stores = stores
         self.logger = logger
         self.gateway = gateway
+        self.peerOnly = peerOnly
         self.onQueued = onQueued
     }
 

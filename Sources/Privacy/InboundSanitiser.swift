@@ -33,7 +33,8 @@ public struct InboundSanitiser: Sendable {
         for field in header.fields {
             let name = field.name.lowercased()
             if Self.droppedFields.contains(name) { continue }
-            if name == "authentication-results", Self.authservID(of: field.value)?.lowercased() == authservID.lowercased() {
+            if name == "authentication-results", let claimed = Self.authservID(of: field.value),
+               Self.sameID(claimed, authservID) {
                 continue
             }
             if name == "to" || name == "cc" {
@@ -48,6 +49,12 @@ public struct InboundSanitiser: Sendable {
         out.append(contentsOf: [13, 10])
         if header.bodyOffset < message.count { out.append(contentsOf: message[header.bodyOffset...]) }
         return out
+    }
+
+    /// Case and a trailing root dot do not make another id.
+    static func sameID(_ a: String, _ b: String) -> Bool {
+        func normal(_ id: String) -> String { (id.hasSuffix(".") ? String(id.dropLast()) : id).lowercased() }
+        return normal(a) == normal(b)
     }
 
     /// The authserv-id an Authentication-Results value begins with (RFC 8601 2.2): a value

@@ -277,6 +277,9 @@ public struct SubmissionSession: Sendable {
             if !(transaction?.recipients.contains(recipient) ?? true) { transaction?.recipients.append(recipient) }
             return [.reply(SMTPReply(250, "2.1.5", "Recipient OK"))]
         case .rejected(let reply):
+            // An exchange counts refused recipients as errors: whoever tries name after name
+            // (harvesting the account list) is cut off after `maxErrors`.
+            if role == .exchange && reply.code >= 500 { return countError(reply) }
             return [.reply(reply)]
         }
     }

@@ -123,7 +123,12 @@ struct TemporaryFolder {
 
         let loaded = try queue.load()
         #expect(loaded == [good])
-        #expect(folder.listing == ["goodgoodgoodgoodgood.env", "goodgoodgoodgoodgood.msg"])
+        // Unreadable state is set aside for the operator (another version's format?), never
+        // destroyed; every other leftover is gone.
+        #expect(folder.listing == ["corrupt0000000000000.env.unreadable", "corrupt0000000000000.msg",
+                                   "goodgoodgoodgoodgood.env", "goodgoodgoodgoodgood.msg",
+                                   "mismatch000000000000.env.unreadable", "mismatch000000000000.msg"])
+        #expect(try queue.load() == [good])  // and a second start leaves them as they are
         #expect(try queue.message(of: good) == Array("kept\r\n".utf8))
     }
 

@@ -140,6 +140,9 @@ import Testing
         expected.relay = HostPort(host: "127.0.0.1", port: 5026)
         expected.relayUsername = "core"
         expected.relayPasswordFile = "relay.secret"
+        // An [i2p] section with a SAM bridge turns I2P on (the options are the example's own).
+        expected.i2pSAM = HostPort(host: "127.0.0.1", port: 7656)
+        expected.i2pOptions = ["inbound.length": "3", "outbound.length": "3"]
         #expect(try PosternConfiguration.parse(Self.specExample) == expected)
         #expect(PosternConfiguration().relay == nil)
     }

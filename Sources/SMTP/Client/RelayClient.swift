@@ -109,8 +109,10 @@ public struct RelayClient: Sendable {
         let utf8Header = header.contains { $0 >= 0x80 }
         let eightBit = message.readableBytesView.contains { $0 >= 0x80 }
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let plaintextGuard = PlaintextGuard()
         do {
-            channel = try await SMTPDialogue.connect(configuration.connector, group: group, replyTimeout: configuration.replyTimeout)
+            channel = try await SMTPDialogue.connect(configuration.connector, group: group, replyTimeout: configuration.replyTimeout,
+                                                     plaintextGuard: plaintextGuard)
         } catch {
             return rest(.temporary(code: nil, status: "4.4.1"))  // no answer from host
         }
@@ -130,9 +132,21 @@ public struct RelayClient: Sendable {
                     var extensions = SMTPDialogue.extensions(of: ehlo)
                     if let upgrade = tls.upgrade {
                         if extensions.contains("STARTTLS") {
-                            try Step.session.expect([220], try await dialogue.command("STARTTLS"))
-                            tlsStarted = true
-                            try await upgrade(channel.channel)
+                            plaintextGuard.arm()
+                            let reply = try await dialogue.command("STARTTLS")
+                            if reply.code == 220 {
+                                tlsStarted = true
+                                try await upgrade(channel.channel)
+                                plaintextGuard.open()
+                            } else if tls.isRequired {
+                                try Step.session.expect([220], reply)
+                            } else {
+                                // RFC 3207 4: a refused STARTTLS (454) leaves the session as it
+                                // was: opportunistic delivery goes on in clear.
+                                plaintextGuard.open()
+                            }
+                        }
+                        if tlsStarted {
                             // RFC 3207 4.2: start over; what the server said in clear is void.
                             ehlo = try await dialogue.command("EHLO \(configuration.helo)")
                             try Step.session.expect([250], ehlo)

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Wire
@@ -71,12 +72,12 @@ public struct SMTPDialogue {
     /// Connects through `connector` with the reply-line pipeline: idle means neither a reply
     /// line nor a completed write for `replyTimeout` (the message is written in chunks, so a
     /// slow upload is not idle).
-    public static func connect(_ connector: any StreamConnector, group: any EventLoopGroup,
-                               replyTimeout: TimeAmount) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    public static func connect(_ connector: any StreamConnector, group: any EventLoopGroup, replyTimeout: TimeAmount,
+                               plaintextGuard: PlaintextGuard = PlaintextGuard()) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         try await connector.connect(group: group) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: replyTimeout))
-                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ReplyLineDecoder()))
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ReplyLineDecoder(plaintextGuard: plaintextGuard)))
                 try channel.pipeline.syncOperations.addHandler(CloseOnIdle())
                 return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
             }
@@ -146,8 +147,12 @@ public struct SMTPDialogue {
 struct ReplyLineDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
     static let maxLine = 2048
+    var plaintextGuard = PlaintextGuard()
 
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        // RFC 3207 5 (and CVE-2021-38371): nothing the server sent in clear after its reply to
+        // STARTTLS may be read as a reply inside TLS.
+        if plaintextGuard.isSealed && buffer.readableBytes > 0 { throw SMTPDialogue.ConnectionLost() }
         guard let newline = buffer.readableBytesView.firstIndex(of: 10) else {
             if buffer.readableBytes > Self.maxLine { throw SMTPDialogue.ConnectionLost() }
             return .needMoreData
@@ -157,8 +162,33 @@ struct ReplyLineDecoder: ByteToMessageDecoder {
         var line = buffer.readSlice(length: length)!
         buffer.moveReaderIndex(forwardBy: 1)
         if line.readableBytesView.last == 13 { line.moveWriterIndex(to: line.writerIndex - 1) }
+        let isFinalLine = line.readableBytes == 3 || line.getInteger(at: line.readerIndex + 3, as: UInt8.self) == UInt8(ascii: " ")
+        if isFinalLine, plaintextGuard.replyEnds() && buffer.readableBytes > 0 { throw SMTPDialogue.ConnectionLost() }
         context.fireChannelRead(Self.wrapInboundOut(line))
         return .continue
+    }
+}
+
+/// The STARTTLS boundary of a client connection: armed before STARTTLS is sent, sealed by the end
+/// of its reply (after which any plaintext byte is an attack or a broken server), opened again
+/// once TLS runs.
+public final class PlaintextGuard: Sendable {
+    private enum State { case open, armed, sealed }
+    private let state = NIOLockedValueBox(State.open)
+
+    public init() {}
+
+    public func arm() { state.withLockedValue { $0 = .armed } }
+    public func open() { state.withLockedValue { $0 = .open } }
+    var isSealed: Bool { state.withLockedValue { $0 == .sealed } }
+
+    /// A reply ended: true when it was the reply to STARTTLS (the connection is sealed now).
+    func replyEnds() -> Bool {
+        state.withLockedValue { state in
+            guard state == .armed else { return false }
+            state = .sealed
+            return true
+        }
     }
 }
 
