@@ -271,3 +271,60 @@ import Wire
         try await group.shutdownGracefully()
     }
 }
+
+/// STARTTLS as a client (RFC 3207) against scripted servers: the cases that need no handshake.
+@Suite(.serialized) struct RelayClientStartTLSTests {
+    typealias Scripted = RelayClientTests.ScriptedServer
+
+    func withServer(_ script: @escaping @Sendable (String) -> String?, tls: TLSPolicy,
+                    _ body: (RelayClient, Scripted) async throws -> Void) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let handler = Scripted(script: script)
+        let channel = try await ServerBootstrap(group: group)
+            .childChannelInitializer { $0.pipeline.addHandler(handler) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let client = RelayClient(configuration: .init(host: "127.0.0.1", port: channel.localAddress!.port!, helo: "mx.i2pmail.org",
+                                                      replyTimeout: .seconds(5), tls: tls), group: group)
+        try await body(client, handler)
+        try await channel.close()
+        try await group.shutdownGracefully()
+    }
+
+    /// An upgrade that must never run in these cases.
+    static let noUpgrade: @Sendable (any Channel) async throws -> Void = { _ in Issue.record("TLS upgrade was started") }
+
+    static func offering(_ startTLSAnswer: String) -> @Sendable (String) -> String? {
+        RelayClientTests.ordinary(["EHLO": "250-scripted\r\n250-STARTTLS\r\n250 8BITMIME", "STARTTLS": startTLSAnswer])
+    }
+
+    @Test func injectedRepliesAfterTheStartTLSReplyEndTheAttempt() async throws {
+        // A man in the middle appends cleartext "replies" to the 220: they must never be read as
+        // the answers to what follows inside TLS (CVE-2021-38371 class).
+        try await withServer(Self.offering("220 2.0.0 go ahead\r\n250 injected\r\n250 injected"),
+                             tls: .required(upgrade: Self.noUpgrade)) { client, server in
+            let attempt = await client.attempt(from: "a@i2pmail.org", to: ["x@example.com"], message: RelayClientTests.message)
+            #expect(attempt.outcomes == [.temporary(code: nil, status: "4.4.2")])
+            #expect(!attempt.encrypted)
+            #expect(!server.received.withLockedValue { $0 }.contains { $0.hasPrefix("MAIL") })
+        }
+    }
+
+    @Test func aRefusedStartTLSGoesOnInClearOnlyWhenOpportunistic() async throws {
+        try await withServer(Self.offering("454 4.7.0 TLS not available"), tls: .opportunistic(upgrade: Self.noUpgrade)) { client, server in
+            let attempt = await client.attempt(from: "a@i2pmail.org", to: ["x@example.com"], message: RelayClientTests.message)
+            #expect(attempt.outcomes == [.delivered] && !attempt.encrypted && !attempt.tlsFailed)
+            #expect(server.received.withLockedValue { $0 }.contains("STARTTLS"))
+        }
+        try await withServer(Self.offering("454 4.7.0 TLS not available"), tls: .required(upgrade: Self.noUpgrade)) { client, server in
+            let attempt = await client.attempt(from: "a@i2pmail.org", to: ["x@example.com"], message: RelayClientTests.message)
+            #expect(attempt.outcomes == [.temporary(code: 454, status: "4.7.0")])
+            #expect(!server.received.withLockedValue { $0 }.contains { $0.hasPrefix("MAIL") })
+        }
+        // Not offered at all: required TLS sends nothing (RFC 5248 4.7.10).
+        try await withServer(RelayClientTests.ordinary(), tls: .required(upgrade: Self.noUpgrade)) { client, server in
+            let attempt = await client.attempt(from: "a@i2pmail.org", to: ["x@example.com"], message: RelayClientTests.message)
+            #expect(attempt.outcomes == [.temporary(code: nil, status: "4.7.10")])
+            #expect(!server.received.withLockedValue { $0 }.contains { $0.hasPrefix("MAIL") })
+        }
+    }
+}
