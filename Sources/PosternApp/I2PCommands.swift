@@ -54,20 +54,16 @@ struct I2PCommand: AsyncParsableCommand {
     /// them on first start when missing), and, commented out, what a user's router needs.
     static func tunnelsConf(_ config: PosternConfiguration, keysDirectory: String) -> String {
         var out = "# i2pd tunnels.conf for Postern (postern i2p tunnels). Use this or i2p.sam, not both:\n"
-            + "# one destination cannot be published twice.\n"
+            + "# one destination cannot be published twice. i2pd reads keys files from its own data\n"
+            + "# directory: copy \(keysDirectory)/smtp.dat and pop3.dat there as postern-smtp.dat and\n"
+            + "# postern-pop3.dat (postern i2p name smtp pop3 makes them and prints their names).\n"
+        // The same tunnel options as the SAM sessions would get: [i2p.options], else the public network's.
+        let options = config.i2pOptions.map { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } } ?? SAMSession.publicNetworkOptions
         for (service, listen) in [("smtp", config.smtpListen), ("pop3", config.pop3Listen)] {
-            out += """
-
-                [postern-\(service)]
-                type = server
-                host = \(listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host)
-                port = \(listen.port)
-                keys = \(keysDirectory)/\(service).dat
-                inbound.length = 3
-                outbound.length = 3
-                i2cp.leaseSetEncType = 4,0
-
-                """
+            out += "\n[postern-\(service)]\ntype = server\n"
+                + "host = \(listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host)\nport = \(listen.port)\n"
+                + "keys = postern-\(service).dat\n"
+                + options.map { "\($0.0) = \($0.1)\n" }.joined()
         }
         out += """
 

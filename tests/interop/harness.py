@@ -38,6 +38,8 @@ def toml_value(v) -> str:
         return str(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table, keys quoted (they may hold dots: "inbound.length")
+        return "{ " + ", ".join(f"{toml_value(str(k))} = {toml_value(x)}" for k, x in v.items()) + " }"
     s = str(v).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{s}"'
 
@@ -47,7 +49,8 @@ def render_config(sections: dict) -> str:
     for name, keys in sections.items():
         out.append(f"[{name}]")
         for k, v in keys.items():
-            out.append(f"{k} = {toml_value(v)}")
+            if v is not None:  # None: leave the key out
+                out.append(f"{k} = {toml_value(v)}")
         out.append("")
     return "\n".join(out)
 

@@ -40,7 +40,10 @@ BROKEN_TLS_MX = "127.0.0.8"
 LISTED_CLIENT = "127.0.0.9"
 STRANGER = "127.0.0.5"
 LINK_SECRET = "link-secret-for-tests-0123456789"
-GATEWAY_LISTEN_RE = re.compile(r"^(mx|core link) listening on (\S+):(\d+)\s*$")
+GATEWAY_LISTEN_RE = re.compile(r"^(mx|core link) (?:listening on (\S+):(\d+)|on I2P at (\S+))\s*$")
+# Options for sessions on the one offline i2pd router of the tests (see tests/peers/i2pd-start.sh).
+OFFLINE_I2P_OPTIONS = {"inbound.length": "0", "outbound.length": "0", "inbound.quantity": "1", "outbound.quantity": "1",
+                       "i2cp.leaseSetType": "1", "i2cp.leaseSetEncType": "0"}
 
 
 def lab_folder() -> Path:
@@ -63,6 +66,18 @@ def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
                     "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+def i2p_name(sam: str, keys_dir: Path, service: str) -> str:
+    """`postern i2p name SERVICE`: the keys made through the SAM bridge, the .b32.i2p name printed."""
+    config = keys_dir.parent / f"{keys_dir.name}.toml"
+    config.write_text(render_config({"i2p": {"sam": sam, "keys_dir": str(keys_dir)}}))
+    cp = subprocess.run([str(postern_bin()), "i2p", "name", service, "--config", str(config)],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    name = cp.stdout.split()[1]
+    assert name.endswith(".b32.i2p") and (keys_dir / f"{service}.dat").stat().st_mode & 0o777 == 0o600
+    return name
 
 
 def sender_key(folder: Path) -> tuple[bytes, str]:
@@ -104,7 +119,7 @@ class GatewayProcess:
         self.core_port: int | None = None
         self.stderr_path = folder / "gateway.stderr.log"
 
-    def start(self, timeout: float = 30) -> "GatewayProcess":
+    def start(self, timeout: float = 90) -> "GatewayProcess":
         err = open(self.stderr_path, "ab")
         self.proc = _retry_busy(lambda: subprocess.Popen(
             [str(postern_bin()), "gateway", "--config", str(self.config_path)], stdin=subprocess.DEVNULL,
@@ -118,7 +133,8 @@ class GatewayProcess:
                 self.lines.append(line)
                 m = GATEWAY_LISTEN_RE.match(line)
                 if m and m.group(1) == "core link":
-                    self.core_port = int(m.group(3))
+                    self.core_port = int(m.group(3)) if m.group(3) else None
+                    self.door_name = m.group(4)
                     seen.set()
         threading.Thread(target=read, daemon=True).start()
         deadline = time.monotonic() + timeout
@@ -266,7 +282,8 @@ class _RemoteMXHandler(socketserver.StreamRequestHandler):
 class Lab:
     """Everything above, started in order and stopped in reverse."""
 
-    def __init__(self, make_server):
+    def __init__(self, make_server, sam: str | None = None):
+        """With `sam` ("127.0.0.1:PORT"), the core⇄gateway link runs over I2P (issue 8)."""
         if os.geteuid() != 0:
             raise AssertionError("the gateway suite needs root (port 25, Postfix): run it as CI does")
         if shutil.which("postfix") is None:
@@ -289,13 +306,25 @@ class Lab:
         for remote in self.remotes.values():
             self.stopped.append(remote.close)
         door = free_port()
-        # The core first (the gateway needs its port); it reaches the gateway only when mail is queued.
-        self.core = make_server({
+        core_overrides = {
             "server": {"internet_domain": "i2pmail.org"},
             "delay": {"default": "none"},
             "relay": {"address": f"127.0.0.1:{door}", "username": "core", "password_file": str(self.secret)},
-        }, name="core")
-        self.gateway = GatewayProcess(self.folder, {
+        }
+        gateway_i2p = {}
+        if sam:
+            # I2P-2: each side knows only the other's destination name, made before either starts.
+            core_keys, gateway_keys = self.folder / "core-i2p-keys", self.folder / "gateway-i2p-keys"
+            link = i2p_name(sam, core_keys, "link")
+            door_name = i2p_name(sam, gateway_keys, "door")
+            del core_overrides["relay"]["address"]
+            core_overrides["i2p"] = {"sam": sam, "gateway": door_name, "publish": [], "keys_dir": str(core_keys),
+                                     "options": OFFLINE_I2P_OPTIONS}
+            gateway_i2p = {"i2p": {"sam": sam, "core": link, "keys_dir": str(gateway_keys), "options": OFFLINE_I2P_OPTIONS}}
+            self.link_name, self.door_name = link, door_name
+        # The core first (the gateway needs its port); it reaches the gateway only when mail is queued.
+        self.core = make_server(core_overrides, name="core")
+        self.gateway = GatewayProcess(self.folder, {**gateway_i2p,
             "server": {"domain": "mail.i2p", "internet_domain": "i2pmail.org", "log_level": "info"},
             "queue": {"retry_first": "1s", "retry_max": "2s", "delay_notice_after": "3s", "give_up_after": "8s"},
             "gateway": {
@@ -305,7 +334,7 @@ class Lab:
                 "dkim_dir": str(self.folder / "dkim"), "tls_cert": str(self.cert), "tls_key": str(self.key),
                 "outbound_address": GATEWAY_ADDRESS, "dnsbl": ["bl.test"],
                 "max_message_size": "64KiB", "max_recipients": 2,
-            },
+            } | ({} if not sam else {"core": None, "core_listen": None}),
         }).start()
         self.stopped.append(self.gateway.stop)
         self.door = door
