@@ -128,12 +128,37 @@ public final class GatewayRunner: Sendable {
         wake()
     }
 
-    /// Runs until `stop()`; the attempts in hand finish and are recorded first.
+    /// Runs until `stop()`; the attempts in hand finish and are recorded first. Continuous: a
+    /// free slot takes the next due message at once, so new mail never waits behind a batch of
+    /// slow MXs, and a stopping runner starts nothing new.
     public func run() async {
-        while !state.withLockedValue({ $0.stopped }) {
-            let next = await runOnce()
-            let wait = next.map { max(0, $0 - now()) } ?? 3600
-            await sleep(seconds: wait)
+        await withTaskGroup(of: Void.self) { group in
+            while true {
+                let (due, wait) = state.withLockedValue { state -> ([GatewayQueueEntry], Int64?) in
+                    state.woken = false
+                    guard !state.stopped else { return ([], nil) }
+                    let current = now()
+                    let free = settings.concurrency - state.inFlight.count
+                    let found = free <= 0 ? [] : Array(state.entries.values
+                        .filter { $0.nextAttempt <= current && !state.inFlight.contains($0.id) }
+                        .sorted { $0.nextAttempt < $1.nextAttempt }
+                        .prefix(free))
+                    for entry in found { state.inFlight.insert(entry.id) }
+                    // Full: sleep until an attempt ends (it wakes us); else until the next due time.
+                    let next = state.entries.values.filter { !state.inFlight.contains($0.id) }.map(\.nextAttempt).min()
+                    let wait = state.inFlight.count >= settings.concurrency ? 3600 : next.map { max(0, $0 - current) } ?? 3600
+                    return (found, wait)
+                }
+                guard let wait else { break }
+                for entry in due {
+                    group.addTask {
+                        await self.attempt(entry)
+                        self.wake()
+                    }
+                }
+                // Returns early on wake(): new mail, an attempt that ended, stop().
+                await sleep(seconds: max(wait, 1))
+            }
         }
     }
 

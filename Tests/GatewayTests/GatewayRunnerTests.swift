@@ -425,3 +425,71 @@ struct RunnerFixture {
         #expect(GatewayRunner.coreForm("\"a@b\"@i2pmail.org", internetDomain: "i2pmail.org", coreDomain: "mail.i2p") == "\"a@b\"@mail.i2p")
     }
 }
+
+/// `run()` is continuous: a message queued while a slow MX holds an attempt leaves at once, and a
+/// stopping runner finishes what it holds and starts nothing new.
+@Suite struct GatewayRunnerSchedulingTests {
+    /// An Internet where one domain hangs until released.
+    final class SlowInternet: InternetDelivery, @unchecked Sendable {
+        private let lock = NSLock()
+        private var release: CheckedContinuation<Void, Never>?
+        private var released = false
+        private(set) var domains: [String] = []
+
+        func deliver(from sender: String, to recipients: [String], domain: String, message: ByteBuffer) async -> [GatewayOutcome] {
+            lock.withLock { domains.append(domain) }
+            if domain == "slow.test" {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let now = lock.withLock { () -> Bool in
+                        if released { return true }
+                        release = continuation
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+            }
+            return recipients.map { _ in .delivered }
+        }
+
+        func letGo() {
+            let waiting = lock.withLock { () -> CheckedContinuation<Void, Never>? in
+                released = true
+                defer { release = nil }
+                return release
+            }
+            waiting?.resume()
+        }
+
+        var seen: [String] { lock.withLock { domains } }
+    }
+
+    @Test func newMailLeavesWhileASlowMXHoldsAnAttemptAndStopFinishesWhatIsInHand() async throws {
+        let folder = TemporaryFolder()
+        let internet = SlowInternet()
+        let runner = try GatewayRunner(queue: GatewayQueue(directory: folder.path), internet: internet, core: FakeCore(),
+                                       settings: .init(internetDomain: "i2pmail.org", coreDomain: "mail.i2p", retry: RetrySchedule()),
+                                       logger: Logger(label: "test"))
+        try runner.enqueue(destination: .internet, sender: "a@i2pmail.org", recipients: ["x@slow.test"], message: RunnerFixture.message)
+        let running = Task { await runner.run() }
+        try await waitUntil { internet.seen == ["slow.test"] }
+        try runner.enqueue(destination: .internet, sender: "a@i2pmail.org", recipients: ["y@fast.test"], message: RunnerFixture.message)
+        // The fast one is delivered and gone while the slow one still hangs.
+        try await waitUntil { internet.seen == ["slow.test", "fast.test"] && runner.count == 1 }
+        runner.stop()
+        try runner.enqueue(destination: .internet, sender: "a@i2pmail.org", recipients: ["z@late.test"], message: RunnerFixture.message)
+        internet.letGo()
+        await running.value
+        // The slow one was finished and recorded; nothing was started after stop().
+        #expect(internet.seen == ["slow.test", "fast.test"])
+        #expect(runner.count == 1)  // only the late one waits, on disk
+        #expect(try GatewayQueue(directory: folder.path).load().map { $0.recipients.map(\.address) } == [["z@late.test"]])
+    }
+
+    func waitUntil(_ condition: () -> Bool) async throws {
+        for _ in 0..<250 {
+            if condition() { return }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        Issue.record("condition never became true")
+    }
+}
