@@ -71,7 +71,7 @@ public final class I2PEndpoint: Sendable {
                 guard !stopped else { session.close(); return }
                 state.withLockedValue { $0.session = session }
                 announce(session.destination.b32)
-                backoff = 1
+                let createdAt = ContinuousClock.now
                 switch mode {
                 case .forward(let host, let port):
                     let forwarding = try await session.forward(to: host, port: port)
@@ -84,7 +84,12 @@ public final class I2PEndpoint: Sendable {
                 }
                 session.close()
                 state.withLockedValue { $0.session = nil }
-                if !stopped { logger.warning("I2P session lost; creating it again", metadata: ["service": "\(name)"]) }
+                guard !stopped else { return }
+                logger.warning("I2P session lost; creating it again", metadata: ["service": "\(name)"])
+                // A session that lived a while earns a fresh back-off; a flapping bridge does not.
+                if ContinuousClock.now - createdAt > .seconds(300) { backoff = 1 }
+                try? await Task.sleep(nanoseconds: UInt64(backoff * 1e9))
+                backoff = min(backoff * 2, 60)
             } catch {
                 state.withLockedValue { $0.session?.close(); $0.session = nil }
                 guard !stopped else { return }
@@ -107,11 +112,26 @@ public final class I2PEndpoint: Sendable {
     }
 
     private func acceptLoop(_ session: SAMSession, peer: String, serve: @escaping @Sendable (SAMSocket) async -> Void) async throws {
+        var refusals = 0
         while !stopped {
-            let (socket, from) = try await session.accept()
+            let accepted: (SAMSocket, I2PDestination)
+            do {
+                accepted = try await session.accept { self.remember($0) }
+            } catch {
+                // One failed accept (an odd line, a dropped acceptor) is not the session's end:
+                // while the session lives, accept again.
+                guard !stopped, !session.isClosed else { throw error }
+                logger.info("an I2P accept failed; accepting again", metadata: ["service": "\(name)", "error": "\(error)"])
+                try await Task.sleep(nanoseconds: 500_000_000)
+                continue
+            }
+            let (socket, from) = accepted
             guard from.isNamed(peer) else {
                 // I2P-2: only the configured peer; a stranger hears nothing, not even a greeting.
-                logger.info("I2P stream from an unknown destination refused", metadata: ["service": "\(name)"])
+                refusals += 1
+                if refusals <= 10 || refusals % 100 == 0 {  // a flood does not flood the log
+                    logger.info("I2P stream from an unknown destination refused", metadata: ["service": "\(name)", "refused": "\(refusals)"])
+                }
                 socket.close()
                 continue
             }

@@ -22,8 +22,8 @@ public final class SAMSession: Sendable {
         self.group = group
     }
 
-    /// Options for a router on the public network: 3-hop tunnels, 2 of each; lease set type 3
-    /// (encrypted-capable LS2) with ECIES and ElGamal, so old and new peers can reach it.
+    /// Options for a router on the public network: 3-hop tunnels, 2 of each; lease set encryption
+    /// ECIES and ElGamal, so old and new peers can reach it.
     public static let publicNetworkOptions: [(String, String)] = [
         ("inbound.length", "3"), ("outbound.length", "3"), ("inbound.quantity", "2"), ("outbound.quantity", "2"),
         ("i2cp.leaseSetEncType", "4,0"),
@@ -61,6 +61,7 @@ public final class SAMSession: Sendable {
 
     /// Completes when the router drops the session (its control connection closes).
     public var closeFuture: EventLoopFuture<Void> { control.closeFuture }
+    public var isClosed: Bool { !control.channel.isActive }
 
     public func close() { control.close() }
 
@@ -81,8 +82,12 @@ public final class SAMSession: Sendable {
 
     /// Waits for the next incoming stream: the socket and the peer's destination (the line the
     /// bridge sends first, SAM 3.1 STREAM ACCEPT; `FROM_PORT`/`TO_PORT` after it are ignored).
-    public func accept() async throws -> (SAMSocket, I2PDestination) {
+    /// `opened` learns of the waiting socket, so that a stop can close it.
+    public func accept(opened: @Sendable (SAMSocket) -> Void = { _ in }) async throws -> (SAMSocket, I2PDestination) {
         let socket = try await SAMSocket.open(bridge, group: group)
+        opened(socket)
+        // A session that dies ends the wait for a stream too.
+        control.closeFuture.whenComplete { _ in socket.close() }
         do {
             let reply = try await socket.request(SAMCommand("STREAM", "ACCEPT", fields: [("ID", id), ("SILENT", "false")]))
             guard reply.topic == "STREAM" else { throw SAMError.refused("STREAM ACCEPT answered \(reply.topic)") }
@@ -128,22 +133,59 @@ public enum I2PKeys {
         Data(base64Encoded: text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "~", with: "/")).map { [UInt8]($0) }
     }
 
-    /// The keys in `path`, made by the bridge and written (0600, fsynced) when the file is missing.
+    public struct KeysFileError: Error, CustomStringConvertible {
+        public var path: String
+        public var problem: String
+        public var description: String { "\(path): \(problem)" }
+    }
+
+    /// The keys in `path`; only when the file does not exist are new ones made by the bridge and
+    /// written (0600 from the start, fsynced, installed without replacing a file another process
+    /// wrote meanwhile). An unreadable or damaged file is an error, never a reason for new keys:
+    /// new keys would be a new name that nobody knows.
     public static func loadOrGenerate(_ path: String, bridge: SAMBridge, group: any EventLoopGroup) async throws -> [UInt8] {
-        if let data = FileManager.default.contents(atPath: path), !data.isEmpty { return [UInt8](data) }
+        if let keys = try read(path) { return keys }
         let keys = try await SAMSession.generateKeys(bridge, group: group)
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(keys), attributes: [.posixPermissions: 0o600]) else {
-            throw CocoaError(.fileWriteUnknown)
+        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max)).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw KeysFileError(path: temporary, problem: "cannot be created (errno \(errno))") }
+        let written = keys.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        defer { unlink(temporary) }
+        guard written == keys.count, synced else { throw KeysFileError(path: temporary, problem: "cannot be written") }
+        // link(2) fails if the name exists: a key another process made first wins, and is used.
+        if link(temporary, path) != 0 {
+            guard errno == EEXIST, let winner = try read(path) else { throw KeysFileError(path: path, problem: "cannot be installed (errno \(errno))") }
+            return winner
         }
-        let fd = open(temporary, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-        guard rename(temporary, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirFD >= 0 { fsync(dirFD); close(dirFD) }
         return keys
+    }
+
+    /// The keys file's bytes; nil when it does not exist. Refuses a file others may read.
+    static func read(_ path: String) throws -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw KeysFileError(path: path, problem: "cannot be read (errno \(errno)); refusing to make new keys in its place")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw KeysFileError(path: path, problem: "cannot be examined") }
+        guard info.st_mode & 0o077 == 0 else { throw KeysFileError(path: path, problem: "is readable by others: chmod 600 it") }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        let count = bytes.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress!, $0.count) }
+        // A destination (387 bytes and its certificate), an encryption key and a signing key.
+        guard count == bytes.count, count >= 387 + 256 + 20, I2PDestination(base64: encode(bytes)) != nil else {
+            throw KeysFileError(path: path, problem: "does not hold I2P private keys")
+        }
+        return bytes
     }
 }
 
@@ -160,7 +202,14 @@ public struct SAMConnector: StreamConnector {
 
     public func connect<Output: Sendable>(group: any EventLoopGroup,
                                           initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>) async throws -> Output {
-        guard let session = session() else { throw SAMError.unavailable }
+        // At start and after a router restart the session takes 20 s or more: wait for it
+        // rather than fail an attempt that would then wait for its next retry.
+        var session = session()
+        for _ in 0..<120 where session == nil {
+            try await Task.sleep(nanoseconds: 500_000_000)
+            session = self.session()
+        }
+        guard let session else { throw SAMError.unavailable }
         let socket = try await session.connect(to: peer)
         do { return try await socket.detach(initializer) } catch {
             socket.close()

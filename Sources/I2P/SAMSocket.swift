@@ -164,6 +164,13 @@ final class SAMLineReader: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         buffer.writeBuffer(&bytes)
+        // Bounded even while nobody waits for a line (a stream's first bytes before `detach`
+        // are at most a window's worth; a bridge that floods the control connection is closed).
+        if buffer.readableBytes > 4 * SAMReply.maxLength + 1_048_576 {
+            fail(.malformed(.tooLong))
+            context.close(promise: nil)
+            return
+        }
         deliver()
     }
 
@@ -217,7 +224,12 @@ final class SAMLineReader: ChannelInboundHandler, RemovableChannelHandler {
         let pipeline = context.pipeline
         return pipeline.syncOperations.removeHandler(context: context).map {
             // Replayed from the head: the stream's handlers see it from its first byte.
-            if leftover.readableBytes > 0 { pipeline.syncOperations.fireChannelRead(NIOAny(leftover)) }
+            if leftover.readableBytes > 0 {
+                pipeline.syncOperations.fireChannelRead(NIOAny(leftover))
+                // An NIOAsyncChannel hands reads on at read-complete: without it the peer's first
+                // bytes (an SMTP greeting) would wait for the next read.
+                pipeline.syncOperations.fireChannelReadComplete()
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import I2P
 import MailCore
 import NIOCore
 import TOMLKit
@@ -414,8 +415,15 @@ extension PosternConfiguration {
             }
         }
         if let options = value("i2p", "options")?.table {
-            for key in options.keys where options[key]?.string == nil && options[key]?.int == nil {
-                errors.append(ConfigurationError(key: "i2p.options.\(key)", message: "expected a string or a number"))
+            for key in options.keys {
+                let value = options[key]?.string ?? options[key]?.int.map(String.init)
+                // What SESSION CREATE and tunnels.conf can carry: option names, plain values, and
+                // never one of the command's own fields.
+                let nameOK = !key.isEmpty && key.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_") }
+                if value == nil || !nameOK || ["STYLE", "ID", "DESTINATION", "SIGNATURE_TYPE", "SILENT"].contains(key.uppercased())
+                    || value!.contains(where: { $0 == " " || $0 == "\"" || $0.isNewline || !$0.isASCII }) {
+                    errors.append(ConfigurationError(key: "i2p.options.\(key)", message: "expected an I2CP option name with a plain string or number"))
+                }
             }
         }
         if (config.tlsCertificate == nil) != (config.tlsKey == nil) {
@@ -450,14 +458,15 @@ extension PosternConfiguration {
         return config
     }
 
-    /// A `.b32.i2p` name (52 base32 characters) or an I2P base64 destination.
+    /// A `.b32.i2p` name (exactly 52 base32 characters: the SHA-256 of a destination; the longer
+    /// b33 names of encrypted lease sets cannot be checked against a peer) or a base64 destination.
     static func looksLikeDestination(_ name: String) -> Bool {
         let lowered = name.lowercased()
         if lowered.hasSuffix(".b32.i2p") {
             let label = lowered.dropLast(8)
-            return label.count >= 52 && label.allSatisfy { ("a"..."z").contains($0) || ("2"..."7").contains($0) }
+            return label.count == 52 && label.allSatisfy { ("a"..."z").contains($0) || ("2"..."7").contains($0) }
         }
-        return name.count >= 516 && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "~" || $0 == "=" }
+        return I2PDestination(base64: name) != nil
     }
 
     /// Why a value does not fit its kind, or nil.

@@ -60,6 +60,7 @@ public final class CoreService: Service {
             backend: MaildropService(stores: stores, logger: logger), group: group, logger: logger)
 
         var endpoints: [I2PEndpoint] = []
+        var endpointTasks: [Task<Void, Never>] = []
         do {
             let smtpAddress = try await smtp.start()
             announce("smtp listening on \(Self.describe(smtpAddress))")
@@ -81,11 +82,7 @@ public final class CoreService: Service {
                     endpoints.append(link)
                 }
             }
-            let endpointTasks = endpoints.map { endpoint in Task { await endpoint.run() } }
-            defer {
-                for endpoint in endpoints { endpoint.stop() }
-                for task in endpointTasks { task.cancel() }
-            }
+            endpointTasks = endpoints.map { endpoint in Task { await endpoint.run() } }
             // The outbound queue runs beside the listeners; at shutdown it ends after the message
             // in hand, whose outcome is recorded first (held and pooled mail stays queued).
             let queueTask = Task { await runner?.run() }
@@ -106,6 +103,9 @@ public final class CoreService: Service {
         async let pop3Done: Void = pop3.shutdown(gracePeriod: .seconds(10))
         async let linkDone: Void = linkServer.shutdown(gracePeriod: .seconds(10))
         _ = await (smtpDone, pop3Done, linkDone)
+        // The I2P sessions go last: closing one ends its streams, which the grace period above
+        // let finish; their tasks end before the event loops do.
+        await I2PWiring.stop(endpoints, tasks: endpointTasks)
         await stores.close()
         try? await group.shutdownGracefully()
         logger.info("stopped")

@@ -117,14 +117,14 @@ public final class GatewayService: Service {
         doorBox.set(door)
         let doorTask = door.map { door in Task { await door.run() } }
         try? await gracefulShutdown()
-        door?.stop()
-        doorTask?.cancel()
         logger.info("shutting down")
         async let mxDone: Void = mxServer.shutdown(gracePeriod: .seconds(10))
         async let intakeDone: Void = intakeServer.shutdown(gracePeriod: .seconds(10))
         _ = await (mxDone, intakeDone)
         runner.stop()
         await queueTask.value
+        // The door last: the runner's message in hand may be going to the core through it.
+        await I2PWiring.stop(door.map { [$0] } ?? [], tasks: doorTask.map { [$0] } ?? [])
         try? await workers.shutdownGracefully()
         try? await group.shutdownGracefully()
         logger.info("stopped")

@@ -58,6 +58,21 @@ struct I2PWiring: Sendable {
     }
 }
 
+extension I2PWiring {
+    /// Stops the endpoints and waits (at most 15 s) for their tasks, so nothing of theirs runs
+    /// on event loops that are shutting down.
+    static func stop(_ endpoints: [I2PEndpoint], tasks: [Task<Void, Never>]) async {
+        for endpoint in endpoints { endpoint.stop() }
+        guard !tasks.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for task in tasks { await task.value } }
+            group.addTask { try? await Task.sleep(nanoseconds: 15_000_000_000) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}
+
 /// The current session of an endpoint that may not exist yet when connectors are made.
 final class EndpointBox: Sendable {
     private let endpoint = NIOLockedValueBox<I2PEndpoint?>(nil)

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
+import SMTP
 @testable import I2P
 
 /// The SAM reply parser and command encoder (pure), destinations and their names, and the client
@@ -185,6 +186,25 @@ import Testing
         }
     }
 
+    @Test func theConnectorHandsTheStreamToAnAsyncSMTPClientWithTheBytesAlreadyRead() async throws {
+        // The peer's greeting comes in the same write as STREAM STATUS: it waits in the line
+        // reader and must reach the NIOAsyncChannel at once (read and read-complete).
+        try await withBridge({ line in
+            if line.hasPrefix("STREAM CONNECT") { return ["STREAM STATUS RESULT=OK\n220 peer ESMTP\r\n"] }
+            return Self.i2pd(line)
+        }) { bridge, _ in
+            let session = try await SAMSession.create(bridge, keys: Self.keys, options: [])
+            let connector = SAMConnector(peer: "peer.b32.i2p") { session }
+            let channel = try await SMTPDialogue.connect(connector, group: MultiThreadedEventLoopGroup.singleton, replyTimeout: .seconds(2))
+            let greeting = try await channel.executeThenClose { inbound, outbound in
+                var dialogue = SMTPDialogue(lines: inbound.makeAsyncIterator(), outbound: outbound, channel: channel.channel)
+                return try await dialogue.reply()
+            }
+            #expect(greeting.code == 220 && greeting.lines == ["peer ESMTP"])
+            session.close()
+        }
+    }
+
     @Test func refusalsGarbageSilenceAndClosesAreErrors() async throws {
         try await withBridge({ line in
             if line.hasPrefix("HELLO") { return ["HELLO REPLY RESULT=OK VERSION=3.1\n"] }
@@ -222,5 +242,48 @@ import Testing
             try await Task.sleep(nanoseconds: 20_000_000)
         }
         Issue.record("condition never became true")
+    }
+}
+
+/// Keys files: new keys only when there is no file; an unreadable, foreign-readable or damaged one
+/// is an error, never replaced (a new key is a new name nobody knows).
+@Suite(.serialized) struct I2PKeysFileTests {
+    func folder() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test func missingKeysAreMadeOnceAndKeptPrivate() async throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await SAMClientTests().withBridge(SAMClientTests.i2pd) { bridge, script in
+            let path = "\(dir)/i2p/smtp.dat"
+            let made = try await I2PKeys.loadOrGenerate(path, bridge: bridge, group: MultiThreadedEventLoopGroup.singleton)
+            #expect(made == SAMClientTests.keys)
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            #expect(mode & 0o777 == 0o600)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/i2p") == ["smtp.dat"])  // no temp file left
+            // Kept: a second call reads the file and asks the bridge nothing.
+            let before = script.commands.withLockedValue { $0.count }
+            #expect(try await I2PKeys.loadOrGenerate(path, bridge: bridge, group: MultiThreadedEventLoopGroup.singleton) == made)
+            #expect(script.commands.withLockedValue { $0.count } == before)
+        }
+    }
+
+    @Test func unreadableOrDamagedKeysAreRefusedNotReplaced() throws {
+        let dir = try folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let open = "\(dir)/open.dat"
+        FileManager.default.createFile(atPath: open, contents: Data(SAMClientTests.keys), attributes: [.posixPermissions: 0o644])
+        #expect(throws: I2PKeys.KeysFileError.self) { try I2PKeys.read(open) }
+        let damaged = "\(dir)/damaged.dat"
+        FileManager.default.createFile(atPath: damaged, contents: Data([1, 2, 3]), attributes: [.posixPermissions: 0o600])
+        #expect(throws: I2PKeys.KeysFileError.self) { try I2PKeys.read(damaged) }
+        let directory = "\(dir)/a-directory.dat"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        #expect(throws: (any Error).self) { try I2PKeys.read(directory) }
+        #expect(try I2PKeys.read("\(dir)/absent.dat") == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["a-directory.dat", "damaged.dat", "open.dat"])
     }
 }
