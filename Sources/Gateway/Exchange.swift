@@ -108,8 +108,9 @@ actor ExchangeSession: SubmissionBackend {
         }
         // Mail from the Internet never claims to come from inside: not from the core's domain
         // or any .i2p name (which SPF cannot vouch for).
-        if let domain = sender?.domain.lowercased(), domain == settings.coreDomain || domain.hasSuffix(".i2p") {
-            return .rejected(SMTPReply(550, "5.7.1", "Sender address refused: <\(sender!)> is not an Internet address"))
+        let senderDomain = sender?.domain.lowercased()
+        if let sender, let senderDomain, senderDomain == settings.coreDomain || senderDomain.hasSuffix(".i2p") {
+            return .rejected(SMTPReply(550, "5.7.1", "Sender address refused: <\(sender)> is not an Internet address"))
         }
         let verdict = await SPF.check(ip: client, mailFrom: sender?.description, helo: helo, resolver: exchange.resolver)
         switch verdict.result {
@@ -123,8 +124,8 @@ actor ExchangeSession: SubmissionBackend {
             break
         }
         // The Internet domain's own addresses send only through the gateway, never from outside.
-        if sender?.domain.lowercased() == settings.internetDomain && verdict.result != .pass {
-            return .rejected(SMTPReply(550, "5.7.1", "Sender address refused: <\(sender!)> does not send from here"))
+        if let sender, senderDomain == settings.internetDomain && verdict.result != .pass {
+            return .rejected(SMTPReply(550, "5.7.1", "Sender address refused: <\(sender)> does not send from here"))
         }
         spf = verdict
         // The core takes any 8-bit or UTF-8 mail from the gateway: it stores, it does not relay.
@@ -210,9 +211,7 @@ actor ExchangeSession: SubmissionBackend {
         let verdict = ([spf?.authenticationResult ?? "spf=none"] + dkim.map(\.authenticationResult)).joined(separator: ";\r\n\t")
         // PRIV-5: a trace field with nothing of the gateway's or the client's address; RFC 3848
         // tells whether the client used TLS.
-        var random = SystemRandomNumberGenerator()
-        let id = String((0..<12).map { _ in Array("abcdefghijklmnopqrstuvwxyz0123456789")[Int.random(in: 0..<36, using: &random)] })
-        let trace = "Received: by \(settings.internetDomain) with \(envelope.overTLS ? "ESMTPS" : "ESMTP") id \(id);\r\n\t"
+        let trace = "Received: by \(settings.internetDomain) with \(envelope.overTLS ? "ESMTPS" : "ESMTP") id \(RandomToken.make(length: 12));\r\n\t"
             + RFC5322Date.format(secondsSince1970: now)
         let sanitised = ByteBuffer(bytes: InboundSanitiser(internetDomain: settings.internetDomain, internalDomain: settings.coreDomain)
             .sanitise(bytes, verdict: verdict, trace: trace))

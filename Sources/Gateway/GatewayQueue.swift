@@ -163,9 +163,5 @@ public final class GatewayQueue: Sendable {
     }
 
     /// A random id: 20 letters and digits, nothing of the time or the message.
-    public static func newID() -> String {
-        var random = SystemRandomNumberGenerator()
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        return String((0..<20).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &random)] })
-    }
+    public static func newID() -> String { RandomToken.make(length: 20) }
 }

@@ -138,12 +138,7 @@ public final class GatewayRunner: Sendable {
                     state.woken = false
                     guard !state.stopped else { return ([], nil) }
                     let current = now()
-                    let free = settings.concurrency - state.inFlight.count
-                    let found = free <= 0 ? [] : Array(state.entries.values
-                        .filter { $0.nextAttempt <= current && !state.inFlight.contains($0.id) }
-                        .sorted { $0.nextAttempt < $1.nextAttempt }
-                        .prefix(free))
-                    for entry in found { state.inFlight.insert(entry.id) }
+                    let found = Self.takeDue(&state, now: current, limit: settings.concurrency - state.inFlight.count)
                     // Full: sleep until an attempt ends (it wakes us); else until the next due time.
                     let next = state.entries.values.filter { !state.inFlight.contains($0.id) }.map(\.nextAttempt).min()
                     let wait = state.inFlight.count >= settings.concurrency ? 3600 : next.map { max(0, $0 - current) } ?? 3600
@@ -165,13 +160,10 @@ public final class GatewayRunner: Sendable {
     /// One pass over the due messages; returns the next due time, if any.
     @discardableResult
     public func runOnce() async -> Int64? {
-        state.withLockedValue { $0.woken = false }
         let current = now()
         let due = state.withLockedValue { state -> [GatewayQueueEntry] in
-            guard !state.stopped else { return [] }
-            let found = state.entries.values.filter { $0.nextAttempt <= current && !state.inFlight.contains($0.id) }
-            for entry in found { state.inFlight.insert(entry.id) }
-            return found
+            state.woken = false
+            return state.stopped ? [] : Self.takeDue(&state, now: current, limit: .max)
         }
         await withTaskGroup(of: Void.self) { group in
             var running = 0
@@ -190,6 +182,16 @@ public final class GatewayRunner: Sendable {
             }
         }
         return state.withLockedValue { $0.entries.values.map(\.nextAttempt).min() }
+    }
+
+    /// The due entries not in flight, earliest first, at most `limit`, marked in flight.
+    private static func takeDue(_ state: inout State, now: Int64, limit: Int) -> [GatewayQueueEntry] {
+        guard limit > 0 else { return [] }
+        let found = state.entries.values.filter { $0.nextAttempt <= now && !state.inFlight.contains($0.id) }
+            .sorted { $0.nextAttempt < $1.nextAttempt }
+            .prefix(limit)
+        for entry in found { state.inFlight.insert(entry.id) }
+        return Array(found)
     }
 
     /// Sleeps until `seconds` have passed or `wake()` is called.

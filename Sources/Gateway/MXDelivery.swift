@@ -104,8 +104,8 @@ public struct MXDelivery: InternetDelivery {
                 guard tried < maxAddresses else { return last }
                 tried += 1
                 let connector = TCPConnector(host: address, port: port, connectTimeout: connectTimeout, sourceAddress: sourceAddress)
-                let client = RelayClient(configuration: .init(connector: connector, helo: helo, connectTimeout: connectTimeout,
-                                                              replyTimeout: replyTimeout, tls: tls), group: group)
+                let client = RelayClient(configuration: .init(connector: connector, helo: helo, replyTimeout: replyTimeout, tls: tls),
+                                         group: group)
                 var attempt = await client.attempt(from: sender, to: recipients, message: message)
                 if attempt.tlsFailed, case .opportunistic = tls {
                     logger.info("TLS handshake with a remote MX failed; trying again without TLS")

@@ -10,18 +10,13 @@ public struct I2PDestination: Sendable, Equatable, Hashable {
 
     /// From SAM's base64 of a destination, or of private keys (whose first part is the destination).
     public init?(base64 text: String) {
-        guard text.utf8.count <= 8192,
-              let data = Data(base64Encoded: text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "~", with: "/")),
-              data.count >= 387 else { return nil }
-        let raw = [UInt8](data)
+        guard text.utf8.count <= 8192, let raw = I2PKeys.decode(text), raw.count >= 387 else { return nil }
         let certificateLength = Int(raw[385]) << 8 | Int(raw[386])
         guard raw.count >= 387 + certificateLength else { return nil }
         bytes = Array(raw[..<(387 + certificateLength)])
     }
 
-    public var base64: String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "~")
-    }
+    public var base64: String { I2PKeys.encode(bytes) }
 
     /// `xxxx….b32.i2p`: 52 base32 characters (RFC 4648, lower case, no padding).
     public var b32: String { Self.base32(Array(SHA256.hash(data: bytes))) + ".b32.i2p" }

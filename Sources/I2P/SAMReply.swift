@@ -116,17 +116,13 @@ public struct SAMReply: Sendable, Equatable {
 
 /// A command to the SAM bridge, one line. Values with a space, a quote or a backslash are quoted
 /// and escaped (SAM 3.2); a value with a control character cannot be sent at all.
-public struct SAMCommand: Sendable, Equatable {
+public struct SAMCommand: Sendable {
     public var words: [String]
     public var fields: [(String, String)]
 
     public init(_ words: String..., fields: [(String, String)] = []) {
         self.words = words
         self.fields = fields
-    }
-
-    public static func == (a: SAMCommand, b: SAMCommand) -> Bool {
-        a.words == b.words && a.fields.count == b.fields.count && zip(a.fields, b.fields).allSatisfy { $0 == $1 }
     }
 
     public struct Unsendable: Error {}

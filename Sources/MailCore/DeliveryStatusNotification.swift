@@ -48,7 +48,7 @@ public struct DeliveryStatusNotification: Sendable {
     /// The whole message, CRLF, ready for the sender's mailbox.
     public func render<R: RandomNumberGenerator>(random: inout R) -> [UInt8] {
         let failed = recipients.contains { $0.action == .failed }
-        let boundary = "=_report_" + token(&random, 24)
+        let boundary = "=_report_" + RandomToken.make(length: 24, using: &random)
         let date = RFC5322Date.format(secondsSince1970: now)
         var lines: [String] = [
             "Return-Path: <>",
@@ -56,7 +56,7 @@ public struct DeliveryStatusNotification: Sendable {
             "From: Mail Delivery System <MAILER-DAEMON@\(domain)>",
             "To: <\(sender)>",
             "Subject: " + (failed ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)"),
-            "Message-ID: <\(token(&random, 26))@\(domain)>",
+            "Message-ID: <\(RandomToken.make(length: 26, using: &random))@\(domain)>",
             "Auto-Submitted: auto-replied",  // RFC 3834 5: no auto-reply to this
             "MIME-Version: 1.0",
             "Content-Type: multipart/report; report-type=delivery-status;",
@@ -116,10 +116,5 @@ public struct DeliveryStatusNotification: Sendable {
         default:
             return status.hasPrefix("4") ? "delivery failed temporarily and is being retried" : "delivery failed"
         }
-    }
-
-    private func token<R: RandomNumberGenerator>(_ random: inout R, _ length: Int) -> String {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        return String((0..<length).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &random)] })
     }
 }

@@ -35,23 +35,23 @@ public final class CoreService: Service {
         // the SMTP port when the link is TCP, only on the link's own destination when it is I2P.
         let gateway = configuration.relayUsername.flatMap { name in relayPassword.map { PeerCredential(username: name, password: $0) } }
         let gatewayOnSMTPPort = configuration.i2pGateway == nil ? gateway : nil
+        let smtpConfiguration = SubmissionServerConfiguration(
+            host: configuration.smtpListen.host, port: configuration.smtpListen.port,
+            session: SubmissionSession.Configuration(domain: configuration.domain, maxMessageSize: configuration.maxMessageSize,
+                                                     maxRecipients: configuration.maxRecipients),
+            commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
+            dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)),
+            maxSessions: configuration.smtpMaxSessions)
         let smtp = SubmissionServer(
-            configuration: SubmissionServerConfiguration(
-                host: configuration.smtpListen.host, port: configuration.smtpListen.port,
-                session: SubmissionSession.Configuration(domain: configuration.domain, maxMessageSize: configuration.maxMessageSize,
-                                                         maxRecipients: configuration.maxRecipients),
-                commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
-                dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)),
-                maxSessions: configuration.smtpMaxSessions),
+            configuration: smtpConfiguration,
             backend: SubmissionService(stores: stores, logger: logger, gateway: gatewayOnSMTPPort, onQueued: { runner?.wake() }),
             group: group, logger: logger)
-        // The I2P link's streams are served here: the same dialogue, the gateway's login only.
+        // The I2P link's streams are served here (never bound to a port): the same dialogue and
+        // limits, the gateway's login only.
+        var linkConfiguration = smtpConfiguration
+        linkConfiguration.maxSessions = 100
         let linkServer = SubmissionServer(
-            configuration: SubmissionServerConfiguration(
-                session: SubmissionSession.Configuration(domain: configuration.domain, maxMessageSize: configuration.maxMessageSize,
-                                                         maxRecipients: configuration.maxRecipients),
-                commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
-                dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)), maxSessions: 100),
+            configuration: linkConfiguration,
             backend: SubmissionService(stores: stores, logger: logger, gateway: gateway, peerOnly: true), group: group, logger: logger)
         let pop3 = POP3Server(
             configuration: POP3ServerConfiguration(host: configuration.pop3Listen.host, port: configuration.pop3Listen.port,
@@ -129,7 +129,7 @@ public final class CoreService: Service {
         }
         let client = RelayClient(configuration: .init(connector: connector, helo: configuration.domain,
                                                       username: configuration.relayUsername, password: password,
-                                                      connectTimeout: min(timeout, .seconds(30)), replyTimeout: timeout),
+                                                      replyTimeout: timeout),
                                  group: group)
         return QueueRunner(queue: stores.queue, mail: stores.mail, relay: client,
                            settings: .init(domain: configuration.domain, internetDomain: configuration.internetDomain,

@@ -98,14 +98,10 @@ final class GatewayAwareConnection: SubmissionBackend {
         stores.workers.submit { state in
             guard case .active = state else { return completion(SubmissionService.notStored) }
             do {
-                var targets: [MailboxTarget] = []
-                for recipient in envelope.recipients {
-                    guard let account = try stores.mailbox(for: recipient) else {
-                        return completion(.rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>")))
-                    }
-                    if !targets.contains(where: { $0.accountID == account.id }) {
-                        targets.append(MailboxTarget(accountID: account.id, accountName: account.name, quotaBytes: stores.quota(of: account)))
-                    }
+                let targets: [MailboxTarget]
+                switch try SubmissionService.mailboxTargets(envelope.recipients, stores: stores, lookup: stores.mailbox(for:)) {
+                case .success(let found): targets = found
+                case .failure(let refusal): return completion(.rejected(refusal.reply))
                 }
                 let prepared = Self.withReturnPath(message, sender: envelope.sender)
                 let mailboxes = targets.count

@@ -292,16 +292,11 @@ final class SubmissionService: SubmissionBackend {
             }
         }
         do {
-            var targets: [MailboxTarget] = []
             let internet = envelope.recipients.filter { $0.domain != domain }
-            for recipient in envelope.recipients where recipient.domain == domain {
-                guard let account = try mailbox(recipient) else {
-                    return completion(.rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>")))
-                }
-                // Two addresses may name one mailbox (postmaster@ and the operator): deliver once.
-                if !targets.contains(where: { $0.accountID == account.id }) {
-                    targets.append(MailboxTarget(accountID: account.id, accountName: account.name, quotaBytes: stores.quota(of: account)))
-                }
+            let targets: [MailboxTarget]
+            switch try Self.mailboxTargets(envelope.recipients.lazy.filter { $0.domain == domain }, stores: stores, lookup: mailbox) {
+            case .success(let found): targets = found
+            case .failure(let refusal): return completion(.rejected(refusal.reply))
             }
             // Threading across Postern's Message-ID replacement (PRIV-2): see ThreadingMap.
             let senderAccount = try mailbox(sender)
@@ -375,6 +370,26 @@ final class SubmissionService: SubmissionBackend {
 }
 
 extension SubmissionService {
+    struct UnknownRecipient: Error {
+        var reply: SMTPReply
+    }
+
+    /// The mailboxes `recipients` name, each once: two addresses may name one mailbox
+    /// (postmaster@ and the operator). An unknown one refuses the message (550 5.1.1).
+    static func mailboxTargets(_ recipients: some Sequence<EmailAddress>, stores: CoreStores,
+                               lookup: (EmailAddress) throws -> Account?) throws -> Result<[MailboxTarget], UnknownRecipient> {
+        var targets: [MailboxTarget] = []
+        for recipient in recipients {
+            guard let account = try lookup(recipient) else {
+                return .failure(UnknownRecipient(reply: SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>")))
+            }
+            if !targets.contains(where: { $0.accountID == account.id }) {
+                targets.append(MailboxTarget(accountID: account.id, accountName: account.name, quotaBytes: stores.quota(of: account)))
+            }
+        }
+        return .success(targets)
+    }
+
     /// A stamp from an X-Hashcash header, checked (QUOTA-2): version 1, for the account's address
     /// (at the mail domain or the Internet domain), enough bits, not expired.
     static func credit(for text: String, account: Account, configuration: PosternConfiguration, now: Int64) throws -> HashcashCredit {

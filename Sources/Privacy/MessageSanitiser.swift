@@ -122,7 +122,7 @@ public struct MessageSanitiser: Sendable {
 
     /// `<26 random characters@domain>`: no time, no host, nothing of the client (PRIV-2).
     public static func newMessageID<R: RandomNumberGenerator>(domain: String, random: inout R) -> String {
-        "<\(randomToken(&random, length: 26))@\(domain)>"
+        "<\(RandomToken.make(length: 26, using: &random))@\(domain)>"
     }
 
     /// The msg-ids (`<…>`) in an In-Reply-To, References or Message-ID value (RFC 5322 3.6.4).
@@ -239,17 +239,11 @@ public struct MessageSanitiser: Sendable {
         writeField(&out, name, parsed.serialised())
     }
 
-    private static let tokenAlphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
-
-    static func randomToken<R: RandomNumberGenerator>(_ random: inout R, length: Int) -> String {
-        String(decoding: (0..<length).map { _ in tokenAlphabet[Int(random.next() % UInt64(tokenAlphabet.count))] }, as: UTF8.self)
-    }
-
     /// A random boundary that does not occur in the message (RFC 2046 5.1.1). 30 random
     /// characters make a collision all but impossible; the check makes it impossible.
     static func freshBoundary<R: RandomNumberGenerator>(_ random: inout R, avoiding message: [UInt8]) -> String {
         while true {
-            let candidate = "=_" + randomToken(&random, length: 30)
+            let candidate = "=_" + RandomToken.make(length: 30, using: &random)
             if !contains(message, Array(candidate.utf8)) { return candidate }
         }
     }

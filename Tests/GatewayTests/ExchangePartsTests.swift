@@ -58,6 +58,18 @@ import Testing
         #expect(await Blocklist.firstListing(of: [1, 2, 3, 4], in: ["down.example", "up.example"], resolver: zone) == "up.example")
     }
 
+    /// RFC 5782 lists answer 127.0.0.2 and up; 127.255.255.x is a list's error code (a public
+    /// resolver, over quota): not a listing. The next list is still asked.
+    @Test func errorCodesOfAListAreNotListings() async {
+        let client: [UInt8] = [192, 0, 2, 9]
+        var zone = Zone()
+        zone.addresses["9.2.0.192.broken.example"] = ["127.255.255.254"]
+        zone.addresses["9.2.0.192.odd.example"] = ["127.0.0.1"]
+        zone.addresses["9.2.0.192.good.example"] = ["127.0.0.4"]
+        #expect(await Blocklist.firstListing(of: client, in: ["broken.example", "odd.example"], resolver: zone) == nil)
+        #expect(await Blocklist.firstListing(of: client, in: ["broken.example", "good.example"], resolver: zone) == "good.example")
+    }
+
     @Test func noZonesNoQuery() async {
         let zone = Zone()
         #expect(await Blocklist.firstListing(of: [1, 2, 3, 4], in: [], resolver: zone) == nil)
@@ -181,6 +193,17 @@ final class SecondsClock: @unchecked Sendable {
         #expect(limiter.admit("192.0.2.1"))
         #expect(limiter.admit("192.0.2.1"))
         #expect(!limiter.admit("192.0.2.1"))
+    }
+
+    /// IPv6 clients are counted by /64 (one host picks from a whole /64); IPv4-mapped ones as IPv4.
+    @Test func ipv6IsCountedBySlash64() {
+        let limiter = ConnectionRateLimiter(limit: 2, window: 60, now: { 1000 })
+        #expect(limiter.admit("2001:db8:1:2::1") && limiter.admit("2001:db8:1:2::ffff"))
+        #expect(!limiter.admit("2001:db8:1:2:abcd::9"))   // same /64
+        #expect(limiter.admit("2001:db8:1:3::1"))          // the next /64
+        #expect(limiter.admit("::ffff:192.0.2.7") && limiter.admit("192.0.2.7"))
+        #expect(!limiter.admit("192.0.2.7"))               // the mapped form counted with it
+        #expect(ConnectionRateLimiter.key("2001:db8:1:2:abcd::9") == "2001:db8:1:2::/64")
     }
 
     @Test func refusedConnectionsDoNotProlongTheBlock() {

@@ -91,6 +91,45 @@ private func exchangeWrites(_ driver: inout TranscriptDriver, _ writes: [[String
             """, configuration: exchange(startTLS: false))
     }
 
+    /// Refused recipients count as errors on an exchange: whoever tries name after name to learn
+    /// the account list is cut off after `maxErrors` (the gateway uses 10). Submission is not.
+    @Test func refusedRecipientsEndAHarvestingSession() async {
+        var configuration = exchange(startTLS: false)
+        configuration.maxErrors = 3
+        await runTranscript("""
+            S: 220 *
+            C: EHLO mx.example.com
+            \(exchangeEHLO(startTLS: false))
+            C: MAIL FROM:<x@example.com>
+            S: 250 2.1.0 Sender OK
+            C: RCPT TO:<guess1@mail.i2p>
+            S: 550 5.1.1 No such user here
+            C: RCPT TO:<bob@mail.i2p>
+            S: 250 2.1.5 Recipient OK
+            C: RCPT TO:<guess2@mail.i2p>
+            S: 550 5.1.1 No such user here
+            C: RCPT TO:<guess3@mail.i2p>
+            S: 550 5.1.1 No such user here
+            S: 421 4.7.0 Too many errors, closing connection
+            closed
+            """, configuration: configuration)
+        // A temporary refusal (mailbox full) is no guess and does not count.
+        configuration.maxErrors = 2
+        await runTranscript("""
+            S: 220 *
+            C: EHLO mx.example.com
+            \(exchangeEHLO(startTLS: false))
+            C: MAIL FROM:<x@example.com>
+            S: 250 2.1.0 Sender OK
+            C: RCPT TO:<full@mail.i2p>
+            S: 452 4.2.2 Mailbox full
+            C: RCPT TO:<full@mail.i2p>
+            S: 452 4.2.2 Mailbox full
+            C: RCPT TO:<bob@mail.i2p>
+            S: 250 2.1.5 Recipient OK
+            """, configuration: configuration)
+    }
+
     @Test func nullSenderIsAcceptedAndDeliveredWithoutSender() async {
         let backend = FakeSubmissionBackend()
         await runTranscript("""

@@ -290,6 +290,12 @@ def test_spf_fail_and_blocklisted_clients_are_refused(lab, user):
         smtp.ehlo("forger.test")
         code, text = smtp.mail("bob@example.test")
         assert (code, text[:6]) == (550, b"5.7.23"), text
+    # Nobody on the Internet sends as the core's domain or any .i2p name (SPF cannot vouch for them).
+    with smtplib.SMTP(GATEWAY_ADDRESS, 25, source_address=(STRANGER, 0), timeout=30) as smtp:
+        smtp.ehlo("forger.test")
+        for inside in ("bob@mail.i2p", "someone@postman.i2p"):
+            code, text = smtp.mail(inside)
+            assert (code, text[:5]) == (550, b"5.7.1") and b"not an Internet address" in text, text
     with smtplib.SMTP(GATEWAY_ADDRESS, 25, source_address=(LISTED_CLIENT, 0), timeout=30) as smtp:
         smtp.ehlo("listed.test")
         code, text = smtp.mail("someone@nospf.test")

@@ -17,9 +17,9 @@ public struct RelayClient: Sendable {
         public var helo: String
         public var username: String?
         public var password: String?
-        /// The longest wait for the connection and for each reply (RFC 5321 4.5.3.2 allows 5
-        /// minutes for most replies, 10 for the end of data; the queue retries anyway).
-        public var connectTimeout: TimeAmount
+        /// The longest wait for each reply (RFC 5321 4.5.3.2 allows 5 minutes for most replies,
+        /// 10 for the end of data; the queue retries anyway). The connection's own timeout is the
+        /// connector's.
         public var replyTimeout: TimeAmount
         /// The longest a whole attempt may take, however the relay trickles its replies.
         public var sessionTimeout: TimeAmount
@@ -30,19 +30,16 @@ public struct RelayClient: Sendable {
                     connectTimeout: TimeAmount = .seconds(30), replyTimeout: TimeAmount = .seconds(300),
                     sessionTimeout: TimeAmount = .minutes(30), tls: TLSPolicy = .none) {
             self.init(connector: TCPConnector(host: host, port: port, connectTimeout: connectTimeout), helo: helo,
-                      username: username, password: password, connectTimeout: connectTimeout, replyTimeout: replyTimeout,
-                      sessionTimeout: sessionTimeout, tls: tls)
+                      username: username, password: password, replyTimeout: replyTimeout, sessionTimeout: sessionTimeout, tls: tls)
         }
 
         public init(connector: any StreamConnector, helo: String, username: String? = nil, password: String? = nil,
-                    connectTimeout: TimeAmount = .seconds(30), replyTimeout: TimeAmount = .seconds(300),
-                    sessionTimeout: TimeAmount = .minutes(30), tls: TLSPolicy = .none) {
+                    replyTimeout: TimeAmount = .seconds(300), sessionTimeout: TimeAmount = .minutes(30), tls: TLSPolicy = .none) {
             self.connector = connector
             self.tls = tls
             self.helo = helo
             self.username = username
             self.password = password
-            self.connectTimeout = connectTimeout
             self.replyTimeout = replyTimeout
             self.sessionTimeout = sessionTimeout
         }
