@@ -251,8 +251,9 @@ class _RemoteMXHandler(socketserver.StreamRequestHandler):
                 self.send("250 SIZE 10000000")
             elif verb == b"STAR":
                 server.starttls_tries += 1
-                self.send("220 2.0.0 go ahead")
-                self.wfile.write(b"\x15\x03\x03\x00\x02\x02\x28 this is not a TLS handshake\r\n")
+                # One write: the client sees cleartext right behind the 220 every time (its guard
+                # against injected replies trips), rather than sometimes inside the handshake.
+                self.wfile.write(b"220 2.0.0 go ahead\r\n\x15\x03\x03\x00\x02\x02\x28 this is not a TLS handshake\r\n")
                 self.wfile.flush()
                 return
             elif verb == b"MAIL":

@@ -198,7 +198,10 @@ public struct RelayClient: Sendable {
                 }
             }
         } catch {
-            if tlsStarted && !encrypted {
+            // A failed handshake, or cleartext after the 220 to STARTTLS (the guard sealed the
+            // connection): either way TLS failed here, which opportunistic delivery may retry in
+            // clear — as it would if the STARTTLS offer had been stripped.
+            if (tlsStarted || plaintextGuard.isSealed) && !encrypted {
                 tlsFailed = true
                 return rest(.temporary(code: nil, status: "4.7.5"))  // RFC 5248: cryptographic failure
             }
