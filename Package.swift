@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // Pure values: addresses, header fields, dot-stuffing. No I/O.
@@ -36,7 +38,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         // Shared wire layer: CRLF-only bounded line framing over ByteBuffer.
-        .target(name: "Wire", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        .target(name: "Wire", dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         // SMTP submission: wire format, pure session state machine, NIO server.
         .target(name: "SMTP", dependencies: [
             "MailCore", "Wire",
@@ -66,7 +68,7 @@ let package = Package(
         // blocklists and the live recipient check against the core), the outbound intake from
         // the core, its small file queue and MX delivery with STARTTLS and DKIM signing; DNS.
         .target(name: "Gateway", dependencies: [
-            "MailCore", "Privacy", "SMTP",
+            "MailCore", "Privacy", "SMTP", "Wire",
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -79,16 +81,28 @@ let package = Package(
         // SAM v3 client (I2P-1, I2P-2): strict reply parser, sessions with persistent keys,
         // STREAM CONNECT/ACCEPT/FORWARD, NAMING LOOKUP, .b32.i2p names; endpoints kept alive.
         .target(name: "I2P", dependencies: [
-            "SMTP",
+            "SMTP", "Wire",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The web (WEB-1, WEB-2): account pages served by the core and the webmail on the user's
+        // machine, both Hummingbird apps with mustache templates; sessions, CSRF, security headers.
+        .target(name: "Web", dependencies: [
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Wire", "Delivery",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Mustache", package: "swift-mustache"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CryptoExtras", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
-            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P", "Wire", "Web",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -144,6 +158,13 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "WebTests", dependencies: [
+            "Web", "Store", "MailCore", "Privacy",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "PosternAppTests", dependencies: [

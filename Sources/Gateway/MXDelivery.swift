@@ -1,3 +1,4 @@
+import Wire
 import Logging
 import NIOCore
 import NIOPosix

@@ -52,6 +52,19 @@ public struct PosternConfiguration: Sendable, Equatable {
     public var dataTimeout: Double = 600
 
     public var pop3Listen = HostPort(host: "127.0.0.1", port: 5110)
+    /// The account pages (WEB-1); `[web] enabled = false` leaves them off.
+    public var webListen = HostPort(host: "127.0.0.1", port: 5080)
+    public var webEnabled = true
+    /// Bits of the sign-up's proof-of-work stamp (fewer than for quota stamps: a browser mints it).
+    public var signupBits = 20
+    /// A web session ends after this long without a request.
+    public var webSessionIdle: Double = 1800
+    /// `postern webmail` (WEB-2): where it listens, the core's SMTP and POP3 as the user's
+    /// tunnels reach them, and its own data folder (sealed Sent, Drafts, Trash).
+    public var webmailListen = HostPort(host: "127.0.0.1", port: 5081)
+    public var webmailSMTP = HostPort(host: "127.0.0.1", port: 7659)
+    public var webmailPOP3 = HostPort(host: "127.0.0.1", port: 7660)
+    public var webmailDataDirectory = "webmail-data"
     public var pop3MaxSessions = 1000
     public var autologout: Double = 600
 
@@ -178,7 +191,7 @@ extension PosternConfiguration {
         "smtp": ["listen": .hostPort, "max_message_size": .size, "max_recipients": .positiveInt, "max_sessions": .positiveInt,
                  "command_timeout": .duration, "data_timeout": .duration],
         "pop3": ["listen": .hostPort, "max_sessions": .positiveInt, "autologout": .duration],
-        "web": ["listen": .hostPort],
+        "web": ["listen": .hostPort, "enabled": .bool, "signup_bits": .positiveInt, "session_idle": .duration],
         "metrics": ["listen": .hostPort],
         "limits": ["mailbox_quota": .size, "internet_recipients_per_day": .positiveInt, "signups_per_hour": .positiveInt,
                    "auth_penalty_base": .duration, "auth_penalty_max": .duration, "name_quarantine": .duration],
@@ -195,7 +208,7 @@ extension PosternConfiguration {
                     "hostname": .string, "username": .string, "password_file": .string, "data_dir": .string, "dkim_dir": .string,
                     "mx_port": .positiveInt, "outbound_address": .string, "outbound_tls": .string, "spf_fail": .string, "max_message_size": .size,
                     "max_recipients": .positiveInt, "max_sessions": .positiveInt, "connections_per_minute": .positiveInt],
-        "webmail": ["listen": .hostPort, "smtp": .hostPort, "pop3": .hostPort, "data_dir": .string],
+        "webmail": ["listen": .hostPort, "smtp": .hostPort, "pop3": .hostPort, "data_dir": .string, "session_idle": .duration],
     ]
 
     /// Reads and validates a TOML file. Throws `ConfigurationErrors` listing every problem.
@@ -271,6 +284,15 @@ extension PosternConfiguration {
         if let v = hostPort("pop3", "listen") { config.pop3Listen = v }
         if let v = int("pop3", "max_sessions") { config.pop3MaxSessions = v }
         if let v = duration("pop3", "autologout") { config.autologout = v }
+        if let v = hostPort("web", "listen") { config.webListen = v }
+        if let v = value("web", "enabled")?.bool { config.webEnabled = v }
+        if let v = int("web", "signup_bits") { config.signupBits = v }
+        if let v = duration("web", "session_idle") { config.webSessionIdle = v }
+        if let v = hostPort("webmail", "listen") { config.webmailListen = v }
+        if let v = hostPort("webmail", "smtp") { config.webmailSMTP = v }
+        if let v = hostPort("webmail", "pop3") { config.webmailPOP3 = v }
+        if let v = string("webmail", "data_dir") { config.webmailDataDirectory = v }
+        if let v = duration("webmail", "session_idle") { config.webSessionIdle = v }
         if let v = size("limits", "mailbox_quota") { config.mailboxQuota = v }
         if let v = int("limits", "internet_recipients_per_day") { config.internetRecipientsPerDay = v }
         if let v = int("limits", "signups_per_hour") { config.signupsPerHour = v }
@@ -395,6 +417,9 @@ extension PosternConfiguration {
         }
         if !(8...40).contains(config.hashcashBits) {
             errors.append(ConfigurationError(key: "hashcash.bits", message: "must be between 8 and 40"))
+        }
+        if !(4...32).contains(config.signupBits) {
+            errors.append(ConfigurationError(key: "web.signup_bits", message: "must be between 4 and 32 (a browser mints the stamp)"))
         }
         if config.relayUsername != nil && config.relayPasswordFile == nil {
             errors.append(ConfigurationError(key: "relay.password_file", message: "is needed when relay.username is set"))

@@ -1,3 +1,4 @@
+import Wire
 import Delivery
 import Foundation
 import Gateway
@@ -9,6 +10,7 @@ import POP3
 import SMTP
 import ServiceLifecycle
 import Store
+import Web
 
 /// `postern serve`: the SMTP submission and POP3 listeners over one data folder.
 public final class CoreService: Service {
@@ -61,21 +63,33 @@ public final class CoreService: Service {
 
         var endpoints: [I2PEndpoint] = []
         var endpointTasks: [Task<Void, Never>] = []
+        var webTask: Task<Void, any Error>?
         do {
             let smtpAddress = try await smtp.start()
             announce("smtp listening on \(Self.describe(smtpAddress))")
             let pop3Address = try await pop3.start()
             announce("pop3 listening on \(Self.describe(pop3Address))")
+            var webAddress: SocketAddress?
+            if configuration.webEnabled {
+                let pages = try AccountPages(accounts: stores.accounts, authenticator: stores.authenticator, queue: stores.queue,
+                                             workers: stores.workers, settings: accountPagesSettings(), logger: logger)
+                let listen = configuration.webListen
+                let web = try await WebServer.start { onRunning in pages.application(host: listen.host, port: listen.port, onRunning: onRunning) }
+                webTask = web.task
+                webAddress = web.address
+                announce("web listening on \(Self.describe(web.address))")
+            }
             logger.info("postern serving", metadata: ["domain": "\(configuration.domain)"])
             // I2P-1: each published service on a destination of its own (one destination would
             // tie them together for an observer); I2P-2: the gateway's link on one more.
             if configuration.i2pSAM != nil {
-                let published: [(String, SocketAddress)] = [("smtp", smtpAddress), ("pop3", pop3Address)]
+                var published: [(String, SocketAddress)] = [("smtp", smtpAddress), ("pop3", pop3Address)]
+                if let webAddress { published.append(("web", webAddress)) }
                 for (service, address) in published where configuration.i2pPublish.contains(service) {
                     if let endpoint = i2p.forwarding(service, to: address) { endpoints.append(endpoint) }
                 }
-                if configuration.i2pPublish.contains("web") {
-                    logger.notice("i2p.publish names web, which does not exist yet: not published")
+                if configuration.i2pPublish.contains("web") && webAddress == nil {
+                    logger.notice("i2p.publish names web, but [web] enabled = false: not published")
                 }
                 if let peer = configuration.i2pGateway, let link = i2p.link("link", peer: peer, server: linkServer, label: "gateway link") {
                     linkBox.set(link)
@@ -91,6 +105,7 @@ public final class CoreService: Service {
             runner?.stop()
             await queueTask.value
         } catch {
+            webTask?.cancel()
             logger.error("cannot start listeners", metadata: ["error": "\(error)"])
             await smtp.shutdown(gracePeriod: .zero)
             await pop3.shutdown(gracePeriod: .zero)
@@ -103,6 +118,9 @@ public final class CoreService: Service {
         async let pop3Done: Void = pop3.shutdown(gracePeriod: .seconds(10))
         async let linkDone: Void = linkServer.shutdown(gracePeriod: .seconds(10))
         _ = await (smtpDone, pop3Done, linkDone)
+        // Web requests are short: the app's connections end with it.
+        webTask?.cancel()
+        _ = await webTask?.result
         // The I2P sessions go last: closing one ends its streams, which the grace period above
         // let finish; their tasks end before the event loops do.
         await I2PWiring.stop(endpoints, tasks: endpointTasks)
@@ -135,6 +153,14 @@ public final class CoreService: Service {
                            settings: .init(domain: configuration.domain, internetDomain: configuration.internetDomain,
                                            schedule: stores.schedule, retry: stores.retry),
                            clock: stores.clock, workers: stores.workers, logger: logger)
+    }
+
+    private func accountPagesSettings() -> AccountPagesSettings {
+        AccountPagesSettings(domain: configuration.domain, mailboxQuota: configuration.mailboxQuota,
+                             internetQuota: configuration.internetRecipientsPerDay, signupBits: configuration.signupBits,
+                             signupsPerHour: configuration.signupsPerHour,
+                             defaultDelay: DelayMode(rawValue: configuration.defaultDelayMode) ?? .defer,
+                             quarantineDays: Int(configuration.nameQuarantine / 86400), sessionIdle: configuration.webSessionIdle)
     }
 
     private func readRelayPassword() throws -> String? {

@@ -47,6 +47,7 @@ public enum AccountError: Error, Equatable, CustomStringConvertible {
     case notFound(String)
     case passwordTooShort
     case invalidSetting(String)
+    case stampSpent
 
     public var description: String {
         switch self {
@@ -59,6 +60,7 @@ public enum AccountError: Error, Equatable, CustomStringConvertible {
         case .notFound(let name): return "no account named \(name)"
         case .passwordTooShort: return "the password must be at least \(PasswordHash.minimumPasswordLength) characters long"
         case .invalidSetting(let why): return why
+        case .stampSpent: return "this proof-of-work stamp was already used: make a new one"
         }
     }
 }
@@ -145,11 +147,21 @@ public final class AccountStore: Sendable {
 
     static func today() -> Int { Int(Date().timeIntervalSince1970 / 86400) }
 
-    public func create(name input: String, password: String, quotaBytes: Int? = nil) throws -> Account {
+    /// `spentStamp`: the sign-up's proof-of-work stamp (its SHA-1 key and when it may be
+    /// forgotten), remembered in the same transaction as the account, in the table that also keeps
+    /// quota stamps: a stamp buys one thing, once.
+    public func create(name input: String, password: String, quotaBytes: Int? = nil,
+                       spentStamp: (key: String, expires: Int64)? = nil) throws -> Account {
         let name = try policy.validateNew(input)
         guard password.count >= PasswordHash.minimumPasswordLength else { throw AccountError.passwordTooShort }
         let hash = try PasswordHash.make(password: password, parameters: hashParameters).encoded
         return try folder.database.write { db in
+            if let spentStamp {
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM hashcash_spent WHERE key = ?", arguments: [spentStamp.key]) == true {
+                    throw AccountError.stampSpent
+                }
+                try db.execute(sql: "INSERT INTO hashcash_spent (key, expires) VALUES (?, ?)", arguments: [spentStamp.key, spentStamp.expires])
+            }
             if let until = try Int.fetchOne(db, sql: "SELECT until_day FROM quarantine WHERE name = ?", arguments: [name]) {
                 if until > Self.today() { throw AccountError.quarantined(name, untilDay: until) }
                 try db.execute(sql: "DELETE FROM quarantine WHERE name = ?", arguments: [name])
