@@ -13,13 +13,16 @@ public struct MIMEEntity: Sendable {
     /// The parts of a multipart body, or nil for a leaf or a multipart that could not be read
     /// (no boundary, no delimiter, no closing delimiter, or nested too deep).
     public var parts: [MIMEEntity]?
+    /// A lenient parse read this multipart although its closing delimiter was missing.
+    public var closingDelimiterMissing = false
 
     /// Deeper multiparts are kept as opaque bodies: no mail needs more, and a bound keeps hostile
     /// input from costing unbounded work.
     public static let maximumDepth = 32
 
-    /// Parses the entity that spans `range` of `bytes`.
-    public static func parse(_ bytes: [UInt8], range: Range<Int>? = nil, depth: Int = 0) -> MIMEEntity {
+    /// Parses the entity that spans `range` of `bytes`. `lenient` (for reading, never for
+    /// rewriting) accepts a multipart whose closing delimiter is missing, as if the body ended it.
+    public static func parse(_ bytes: [UInt8], range: Range<Int>? = nil, depth: Int = 0, lenient: Bool = false) -> MIMEEntity {
         let range = range ?? 0..<bytes.count
         let header = HeaderSection.parse(bytes[range])
         // Parsing a slice: `bodyOffset` is an index into `bytes`, not an offset into the slice.
@@ -32,8 +35,9 @@ public struct MIMEEntity: Sendable {
         var entity = MIMEEntity(fields: header.fields, range: range, bodyRange: bodyRange, contentType: contentType, parts: nil)
         if contentType.value.hasPrefix("multipart/"), depth < maximumDepth,
            let boundary = contentType["boundary"], Self.isValidBoundary(boundary),
-           let partRanges = Self.splitParts(bytes, body: bodyRange, boundary: boundary) {
-            entity.parts = partRanges.map { parse(bytes, range: $0, depth: depth + 1) }
+           let split = Self.splitParts(bytes, body: bodyRange, boundary: boundary, lenient: lenient) {
+            entity.parts = split.parts.map { parse(bytes, range: $0, depth: depth + 1, lenient: lenient) }
+            entity.closingDelimiterMissing = !split.closed
         }
         return entity
     }
@@ -47,6 +51,11 @@ public struct MIMEEntity: Sendable {
     /// before the next one. Preamble and epilogue are left out. nil when the body holds no
     /// delimiter or no closing delimiter.
     public static func splitParts(_ bytes: [UInt8], body: Range<Int>, boundary: String) -> [Range<Int>]? {
+        splitParts(bytes, body: body, boundary: boundary, lenient: false)?.parts
+    }
+
+    /// As above; `lenient` ends an unclosed last part at the end of the body.
+    static func splitParts(_ bytes: [UInt8], body: Range<Int>, boundary: String, lenient: Bool) -> (parts: [Range<Int>], closed: Bool)? {
         let marker = [UInt8(ascii: "-"), UInt8(ascii: "-")] + Array(boundary.utf8)
         var parts: [Range<Int>] = []
         var contentStart: Int?
@@ -63,10 +72,14 @@ public struct MIMEEntity: Sendable {
                     if end > start && bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
                     parts.append(start..<max(start, end))
                 }
-                if kind == .close { return parts.isEmpty ? nil : parts }
+                if kind == .close { return parts.isEmpty ? nil : (parts, true) }
                 contentStart = next
             }
             lineStart = next
+        }
+        if lenient, let start = contentStart {
+            parts.append(start..<max(start, body.upperBound))
+            return (parts, false)
         }
         return nil
     }

@@ -63,6 +63,64 @@ public struct MIMEParameters: Sendable, Equatable {
         parameters.first { $0.name == name }?.value
     }
 
+    /// The value of parameter `name` (lower case, no `*`) with RFC 2231 applied: `name*=` with a
+    /// charset and percent escapes (4), continuations `name*0`, `name*1*`… in order up to the
+    /// first gap (3), else the plain `name=`, whose RFC 2047 encoded words are decoded too
+    /// (forbidden by RFC 2047 5, written by common mailers anyway).
+    public func decodedValue(_ name: String) -> String? {
+        let name = name.lowercased()
+        if let extended = parameters.first(where: { $0.name == name + "*" }) {
+            return Self.decodeExtended([(extended.value, true)])
+        }
+        // Sections: name*N (plain) or name*N* (extended); bounded so hostile input stays cheap.
+        var sections: [Int: (String, Bool)] = [:]
+        for parameter in parameters where parameter.baseName == name && parameter.name != name {
+            var suffix = parameter.name.dropFirst(name.count + 1)
+            let extended = suffix.hasSuffix("*")
+            if extended { suffix = suffix.dropLast() }
+            guard suffix.count <= 4, let number = Int(suffix), number >= 0, sections[number] == nil else { continue }
+            sections[number] = (parameter.value, extended)
+        }
+        if !sections.isEmpty {
+            var ordered: [(String, Bool)] = []
+            var n = 0
+            while let section = sections[n] { ordered.append(section); n += 1 }
+            if !ordered.isEmpty { return Self.decodeExtended(ordered) }
+        }
+        guard let plain = self[name] else { return nil }
+        return plain.contains("=?") ? EncodedWord.decode(plain) : plain
+    }
+
+    /// Joins RFC 2231 sections; the first extended one may carry `charset'language'`.
+    static func decodeExtended(_ sections: [(value: String, extended: Bool)]) -> String {
+        var charset: String?
+        var bytes: [UInt8] = []
+        for (index, section) in sections.enumerated() {
+            var text = Substring(section.value)
+            if section.extended && index == 0 {
+                let parts = text.split(separator: "'", maxSplits: 2, omittingEmptySubsequences: false)
+                if parts.count == 3 {
+                    charset = String(parts[0])
+                    text = parts[2]
+                }
+            }
+            guard section.extended else { bytes += Array(text.utf8); continue }
+            let raw = Array(text.utf8)
+            var i = 0
+            while i < raw.count {
+                if raw[i] == UInt8(ascii: "%"), i + 2 < raw.count,
+                   let high = MIMETransferEncoding.hexValue(raw[i + 1]), let low = MIMETransferEncoding.hexValue(raw[i + 2]) {
+                    bytes.append(high << 4 | low)
+                    i += 3
+                } else {
+                    bytes.append(raw[i])
+                    i += 1
+                }
+            }
+        }
+        return MIMECharset.decode(bytes, charset: charset?.isEmpty == false ? charset : nil).text
+    }
+
     /// Writes `value;` and one parameter per folded line, so that no line grows past the limit
     /// whatever the parameters hold (RFC 5322 2.2.3 folding).
     public func serialised() -> String {

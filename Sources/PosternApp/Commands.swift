@@ -12,7 +12,7 @@ public struct PosternCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "postern",
         abstract: "Anonymous e-mail for the I2P network.",
-        subcommands: [Serve.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, HashcashCommand.self, GatewayCommand.self, I2PCommand.self])
+        subcommands: [Serve.self, WebmailCommand.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, HashcashCommand.self, GatewayCommand.self, I2PCommand.self])
 
     public init() {}
 }
@@ -55,6 +55,18 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         try await runService(options) { CoreService(configuration: $0, logger: $1, announce: $2) }
+    }
+}
+
+struct WebmailCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "webmail",
+        abstract: "Run the webmail on this machine (127.0.0.1:5081 by default), reading and sending through your I2P client tunnels.")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() async throws {
+        try await runService(options) { WebmailService(configuration: $0, logger: $1, announce: $2) }
     }
 }
 

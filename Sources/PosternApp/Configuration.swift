@@ -65,6 +65,7 @@ public struct PosternConfiguration: Sendable, Equatable {
     public var webmailSMTP = HostPort(host: "127.0.0.1", port: 7659)
     public var webmailPOP3 = HostPort(host: "127.0.0.1", port: 7660)
     public var webmailDataDirectory = "webmail-data"
+    public var webmailPageSize = 25
     public var pop3MaxSessions = 1000
     public var autologout: Double = 600
 
@@ -208,7 +209,7 @@ extension PosternConfiguration {
                     "hostname": .string, "username": .string, "password_file": .string, "data_dir": .string, "dkim_dir": .string,
                     "mx_port": .positiveInt, "outbound_address": .string, "outbound_tls": .string, "spf_fail": .string, "max_message_size": .size,
                     "max_recipients": .positiveInt, "max_sessions": .positiveInt, "connections_per_minute": .positiveInt],
-        "webmail": ["listen": .hostPort, "smtp": .hostPort, "pop3": .hostPort, "data_dir": .string, "session_idle": .duration],
+        "webmail": ["listen": .hostPort, "smtp": .hostPort, "pop3": .hostPort, "data_dir": .string, "session_idle": .duration, "page_size": .positiveInt],
     ]
 
     /// Reads and validates a TOML file. Throws `ConfigurationErrors` listing every problem.
@@ -293,6 +294,7 @@ extension PosternConfiguration {
         if let v = hostPort("webmail", "pop3") { config.webmailPOP3 = v }
         if let v = string("webmail", "data_dir") { config.webmailDataDirectory = v }
         if let v = duration("webmail", "session_idle") { config.webSessionIdle = v }
+        if let v = int("webmail", "page_size") { config.webmailPageSize = v }
         if let v = size("limits", "mailbox_quota") { config.mailboxQuota = v }
         if let v = int("limits", "internet_recipients_per_day") { config.internetRecipientsPerDay = v }
         if let v = int("limits", "signups_per_hour") { config.signupsPerHour = v }

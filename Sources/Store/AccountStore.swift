@@ -156,18 +156,18 @@ public final class AccountStore: Sendable {
         guard password.count >= PasswordHash.minimumPasswordLength else { throw AccountError.passwordTooShort }
         let hash = try PasswordHash.make(password: password, parameters: hashParameters).encoded
         return try folder.database.write { db in
-            if let spentStamp {
-                if try Bool.fetchOne(db, sql: "SELECT 1 FROM hashcash_spent WHERE key = ?", arguments: [spentStamp.key]) == true {
-                    throw AccountError.stampSpent
-                }
-                try db.execute(sql: "INSERT INTO hashcash_spent (key, expires) VALUES (?, ?)", arguments: [spentStamp.key, spentStamp.expires])
-            }
             if let until = try Int.fetchOne(db, sql: "SELECT until_day FROM quarantine WHERE name = ?", arguments: [name]) {
                 if until > Self.today() { throw AccountError.quarantined(name, untilDay: until) }
                 try db.execute(sql: "DELETE FROM quarantine WHERE name = ?", arguments: [name])
             }
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM account WHERE name = ?", arguments: [name]) == true {
                 throw AccountError.exists(name)
+            }
+            if let spentStamp {
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM hashcash_spent WHERE key = ?", arguments: [spentStamp.key]) == true {
+                    throw AccountError.stampSpent
+                }
+                try db.execute(sql: "INSERT INTO hashcash_spent (key, expires) VALUES (?, ?)", arguments: [spentStamp.key, spentStamp.expires])
             }
             try db.execute(sql: "INSERT INTO account (name, password_hash, quota_bytes) VALUES (?, ?, ?)",
                            arguments: [name, hash, quotaBytes])

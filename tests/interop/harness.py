@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "mail.i2p"
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
-LISTEN_RE = re.compile(r"^(smtp|pop3) listening on (\S+):(\d+)\s*$")
+LISTEN_RE = re.compile(r"^(smtp|pop3|web) listening on (\S+):(\d+)\s*$")
 
 
 def postern_bin() -> Path:
@@ -101,6 +101,7 @@ class PosternServer:
             "server": {"domain": DOMAIN, "data_dir": str(self.data_dir)},
             "smtp": {"listen": f"{HOST}:0"},
             "pop3": {"listen": f"{HOST}:0"},
+            "web": {"listen": f"{HOST}:0"},
             "limits": {"auth_penalty_max": "1s"},
         }
         for sec, keys in (overrides or {}).items():
@@ -109,6 +110,7 @@ class PosternServer:
         self.proc: subprocess.Popen | None = None
         self.smtp_port: int | None = None
         self.pop3_port: int | None = None
+        self.web_port: int | None = None
         self.starts = 0
         self.stdout_lines: list[str] = []
         self._seen = threading.Condition()
@@ -132,7 +134,7 @@ class PosternServer:
             raise ServerError(f"postern binary not found at {self.binary} (build it or set POSTERN_BIN)")
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
-        self.smtp_port = self.pop3_port = None
+        self.smtp_port = self.pop3_port = self.web_port = None
         self.stdout_lines = []
         err = open(self.stderr_path, "wb")
         self.proc = _retry_busy(lambda: subprocess.Popen(
@@ -144,7 +146,7 @@ class PosternServer:
         threading.Thread(target=self._read_stdout, args=(self.proc, out_log), daemon=True).start()
         deadline = time.monotonic() + timeout
         with self._seen:
-            while self.smtp_port is None or self.pop3_port is None:
+            while self.smtp_port is None or self.pop3_port is None or (self.web_port is None and self._web_enabled()):
                 if self.proc.poll() is not None:
                     raise ServerError(f"postern serve exited with {self.proc.returncode} during start-up\n"
                                       + self.log_tail())
@@ -169,9 +171,18 @@ class PosternServer:
                         port = int(m.group(3))
                         if m.group(1) == "smtp":
                             self.smtp_port = port
+                        elif m.group(1) == "web":
+                            self.web_port = port
                         else:
                             self.pop3_port = port
                     self._seen.notify_all()
+
+    def _web_enabled(self) -> bool:
+        return self.sections.get("web", {}).get("enabled", True) is not False
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{HOST}:{self.web_port}"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -1,8 +1,10 @@
+import HTTPTypes
 import MailCore
 
 /// Why a submitted form cannot be read; shown on the page as it is.
-public struct FormError: Error, Equatable, CustomStringConvertible {
+public struct FormError: PageProblem, Equatable {
     public var description: String
+    public var status: HTTPResponse.Status { .badRequest }
     public init(_ description: String) { self.description = description }
 }
 

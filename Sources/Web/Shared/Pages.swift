@@ -97,8 +97,10 @@ public struct ProblemPageMiddleware<Context: RequestContext>: RouterMiddleware {
                 response.headers.append(contentsOf: SecurityPolicy.pages.headers)
             }
             return response
-        } catch let error as FormError {
-            return pages.problem(error.description, status: .badRequest)
+        } catch let error as any PageProblem {
+            return pages.problem(error.description, status: error.status)
+        } catch is NIOTooManyBytesError {
+            return pages.problem("What was sent is too large.", status: .contentTooLarge)
         } catch let error as HTTPError {
             switch error.status {
             case .notFound: return pages.problem("There is no such page.", status: .notFound)
@@ -111,6 +113,11 @@ public struct ProblemPageMiddleware<Context: RequestContext>: RouterMiddleware {
             return pages.problem("Something went wrong on the server. Nothing was changed; please try again.", status: .internalServerError)
         }
     }
+}
+
+/// An error whose text is meant for the user, with the status it answers.
+public protocol PageProblem: Error, CustomStringConvertible {
+    var status: HTTPResponse.Status { get }
 }
 
 /// Request helpers shared by the apps.
