@@ -161,7 +161,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "WebTests", dependencies: [
-            "Web", "Store", "MailCore", "Privacy",
+            "Web", "Store", "MailCore", "Privacy", "Delivery", "Wire",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),

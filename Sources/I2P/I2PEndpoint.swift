@@ -8,16 +8,20 @@ import NIOPosix
 /// keys, creates the session, and either forwards every stream to a local listener (SMTP, POP3
 /// for users: `.forward`) or accepts streams itself and hands those of one allowed peer to
 /// `serve` (the core⇄gateway link: `.accept`), refusing every other destination before a byte of
-/// SMTP is spoken. When the router goes away the session is created again, with back-off from 1
+/// SMTP is spoken, or only holds the session for outgoing streams (the webmail: `.client`, with
+/// keys made afresh for each session — no keys file, so no name that links a user's visits). When the router goes away the session is created again, with back-off from 1
 /// to 60 s; the loopback services go on meanwhile.
 public final class I2PEndpoint: Sendable {
     public enum Mode: Sendable {
         case forward(host: String, port: Int)
         case accept(peer: String, serve: @Sendable (SAMSocket) async -> Void)
+        /// Outgoing streams only (`session` with a `SAMConnector`); nothing is accepted.
+        case client
     }
 
     public let name: String
-    private let keysFile: String
+    /// nil: transient keys, made by the bridge for each session and never written.
+    private let keysFile: String?
     private let bridge: SAMBridge
     private let options: [(String, String)]
     private let mode: Mode
@@ -33,7 +37,7 @@ public final class I2PEndpoint: Sendable {
         var sockets: [SAMSocket] = []
     }
 
-    public init(name: String, keysFile: String, bridge: SAMBridge, options: [(String, String)], mode: Mode,
+    public init(name: String, keysFile: String?, bridge: SAMBridge, options: [(String, String)], mode: Mode,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
                 announce: @escaping @Sendable (String) -> Void) {
         self.name = name
@@ -66,7 +70,12 @@ public final class I2PEndpoint: Sendable {
         var backoff: Double = 1
         while !stopped {
             do {
-                let keys = try await I2PKeys.loadOrGenerate(keysFile, bridge: bridge, group: group)
+                let keys: [UInt8]
+                if let keysFile {
+                    keys = try await I2PKeys.loadOrGenerate(keysFile, bridge: bridge, group: group)
+                } else {
+                    keys = try await SAMSession.generateKeys(bridge, group: group)
+                }
                 let session = try await SAMSession.create(bridge, keys: keys, options: options, group: group)
                 guard !stopped else { session.close(); return }
                 state.withLockedValue { $0.session = session }
@@ -81,6 +90,8 @@ public final class I2PEndpoint: Sendable {
                     forwarding.close()
                 case .accept(let peer, let serve):
                     try await acceptLoop(session, peer: peer, serve: serve)
+                case .client:
+                    _ = try? await session.closeFuture.get()
                 }
                 session.close()
                 state.withLockedValue { $0.session = nil }

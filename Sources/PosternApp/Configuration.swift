@@ -66,6 +66,10 @@ public struct PosternConfiguration: Sendable, Equatable {
     public var webmailPOP3 = HostPort(host: "127.0.0.1", port: 7660)
     public var webmailDataDirectory = "webmail-data"
     public var webmailPageSize = 25
+    /// The core's SMTP and POP3 as I2P destinations (b32 names), reached through `[i2p] sam`
+    /// instead of the client tunnels at `webmailSMTP`/`webmailPOP3`.
+    public var webmailSMTPDestination: String?
+    public var webmailPOP3Destination: String?
     public var pop3MaxSessions = 1000
     public var autologout: Double = 600
 
@@ -209,7 +213,8 @@ extension PosternConfiguration {
                     "hostname": .string, "username": .string, "password_file": .string, "data_dir": .string, "dkim_dir": .string,
                     "mx_port": .positiveInt, "outbound_address": .string, "outbound_tls": .string, "spf_fail": .string, "max_message_size": .size,
                     "max_recipients": .positiveInt, "max_sessions": .positiveInt, "connections_per_minute": .positiveInt],
-        "webmail": ["listen": .hostPort, "smtp": .hostPort, "pop3": .hostPort, "data_dir": .string, "session_idle": .duration, "page_size": .positiveInt],
+        "webmail": ["listen": .hostPort, "smtp": .hostPort, "pop3": .hostPort, "data_dir": .string, "session_idle": .duration, "page_size": .positiveInt,
+                    "smtp_destination": .string, "pop3_destination": .string],
     ]
 
     /// Reads and validates a TOML file. Throws `ConfigurationErrors` listing every problem.
@@ -295,6 +300,8 @@ extension PosternConfiguration {
         if let v = string("webmail", "data_dir") { config.webmailDataDirectory = v }
         if let v = duration("webmail", "session_idle") { config.webSessionIdle = v }
         if let v = int("webmail", "page_size") { config.webmailPageSize = v }
+        if let v = string("webmail", "smtp_destination") { config.webmailSMTPDestination = v }
+        if let v = string("webmail", "pop3_destination") { config.webmailPOP3Destination = v }
         if let v = size("limits", "mailbox_quota") { config.mailboxQuota = v }
         if let v = int("limits", "internet_recipients_per_day") { config.internetRecipientsPerDay = v }
         if let v = int("limits", "signups_per_hour") { config.signupsPerHour = v }
@@ -419,6 +426,14 @@ extension PosternConfiguration {
         }
         if !(8...40).contains(config.hashcashBits) {
             errors.append(ConfigurationError(key: "hashcash.bits", message: "must be between 8 and 40"))
+        }
+        for (key, value) in [("webmail.smtp_destination", config.webmailSMTPDestination), ("webmail.pop3_destination", config.webmailPOP3Destination)] {
+            guard let value else { continue }
+            if config.i2pSAM == nil {
+                errors.append(ConfigurationError(key: key, message: "needs [i2p] sam: destinations are reached through the router's SAM bridge"))
+            } else if !Self.looksLikeDestination(value) {
+                errors.append(ConfigurationError(key: key, message: "\"\(value.prefix(40))\" is not a .b32.i2p name or a base64 destination"))
+            }
         }
         if !(4...32).contains(config.signupBits) {
             errors.append(ConfigurationError(key: "web.signup_bits", message: "must be between 4 and 32 (a browser mints the stamp)"))

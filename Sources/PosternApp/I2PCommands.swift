@@ -50,17 +50,21 @@ struct I2PCommand: AsyncParsableCommand {
         }
     }
 
-    /// Server tunnels for the core's SMTP and POP3 (the keys files are i2pd's format: i2pd makes
+    /// Server tunnels for the core's SMTP, POP3 and account pages (an HTTP tunnel: i2pd then
+    /// checks the requests are HTTP; the keys files are i2pd's format: i2pd makes
     /// them on first start when missing), and, commented out, what a user's router needs.
     static func tunnelsConf(_ config: PosternConfiguration, keysDirectory: String) -> String {
         var out = "# i2pd tunnels.conf for Postern (postern i2p tunnels). Use this or i2p.sam, not both:\n"
             + "# one destination cannot be published twice. i2pd reads keys files from its own data\n"
-            + "# directory: copy \(keysDirectory)/smtp.dat and pop3.dat there as postern-smtp.dat and\n"
-            + "# postern-pop3.dat (postern i2p name smtp pop3 makes them and prints their names).\n"
+            + "# directory: copy \(keysDirectory)/smtp.dat, pop3.dat and web.dat there as postern-smtp.dat,\n"
+            + "# postern-pop3.dat and postern-web.dat (postern i2p name smtp pop3 web makes them and prints\n"
+            + "# their names).\n"
         // The same tunnel options as the SAM sessions would get: [i2p.options], else the public network's.
         let options = config.i2pOptions.map { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } } ?? SAMSession.publicNetworkOptions
-        for (service, listen) in [("smtp", config.smtpListen), ("pop3", config.pop3Listen)] {
-            out += "\n[postern-\(service)]\ntype = server\n"
+        var services = [("smtp", config.smtpListen, "server"), ("pop3", config.pop3Listen, "server")]
+        if config.webEnabled { services.append(("web", config.webListen, "http")) }
+        for (service, listen, type) in services {
+            out += "\n[postern-\(service)]\ntype = \(type)\n"
                 + "host = \(listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host)\nport = \(listen.port)\n"
                 + "keys = postern-\(service).dat\n"
                 + options.map { "\($0.0) = \($0.1)\n" }.joined()
@@ -80,6 +84,7 @@ struct I2PCommand: AsyncParsableCommand {
             # port = 7660
             # destination = <pop3 name>.b32.i2p
             # keys = transient-pop3
+            # The account pages: browse to the web name through the router's HTTP proxy.
 
             """
         return out

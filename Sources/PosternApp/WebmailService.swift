@@ -1,5 +1,7 @@
 import Foundation
+import I2P
 import Logging
+import NIOPosix
 import ServiceLifecycle
 import Web
 import Wire
@@ -23,10 +25,32 @@ public final class WebmailService: Service {
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let pop3 = configuration.webmailPOP3
         let smtp = configuration.webmailSMTP
+        var pop3Connector: any StreamConnector = TCPConnector(host: pop3.host, port: pop3.port, connectTimeout: .seconds(30))
+        var smtpConnector: any StreamConnector = TCPConnector(host: smtp.host, port: smtp.port, connectTimeout: .seconds(30))
+        var pop3Description = pop3.description
+        var smtpDescription = smtp.description
+        // I2P-1: the core's destinations through the router's SAM bridge, from a destination made
+        // afresh for each session (nothing links one day's webmail to the next).
+        var endpoint: I2PEndpoint?
+        if let sam = configuration.i2pSAM,
+           configuration.webmailPOP3Destination != nil || configuration.webmailSMTPDestination != nil {
+            let wiring = I2PWiring(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger, announce: { _ in })
+            let client = I2PEndpoint(name: "webmail", keysFile: nil, bridge: SAMBridge(host: sam.host, port: sam.port), options: wiring.options,
+                                     mode: .client, logger: logger, announce: { _ in })
+            endpoint = client
+            if let destination = configuration.webmailPOP3Destination {
+                pop3Connector = SAMConnector(peer: destination) { client.session }
+                pop3Description = "\(destination) through the SAM bridge at \(sam)"
+            }
+            if let destination = configuration.webmailSMTPDestination {
+                smtpConnector = SAMConnector(peer: destination) { client.session }
+                smtpDescription = "\(destination) through the SAM bridge at \(sam)"
+            }
+        }
+        let endpointTask = endpoint.map { client in Task { await client.run() } }
         let settings = WebmailSettings(
-            pop3: TCPConnector(host: pop3.host, port: pop3.port, connectTimeout: .seconds(30)),
-            smtp: TCPConnector(host: smtp.host, port: smtp.port, connectTimeout: .seconds(30)),
-            pop3Description: pop3.description, smtpDescription: smtp.description,
+            pop3: pop3Connector, smtp: smtpConnector,
+            pop3Description: pop3Description, smtpDescription: smtpDescription,
             domain: configuration.domain, dataDirectory: data, sessionIdle: configuration.webSessionIdle,
             maximumMessageSize: configuration.maxMessageSize, pageSize: configuration.webmailPageSize)
         let webmail = try Webmail(settings: settings, logger: logger)
@@ -36,6 +60,7 @@ public final class WebmailService: Service {
         try? await gracefulShutdown()
         web.task.cancel()
         _ = await web.task.result
+        if let endpoint, let endpointTask { await I2PWiring.stop([endpoint], tasks: [endpointTask]) }
         logger.info("stopped")
     }
 }

@@ -8,6 +8,7 @@ Every new SAM session takes 20 s on i2pd 2.45, so sessions are made in parallel 
 """
 from __future__ import annotations
 
+import http.client
 import os
 import poplib
 import re
@@ -148,12 +149,14 @@ def router():
 
 @pytest.fixture(scope="module")
 def published(router, make_server):
-    """A core publishing SMTP and POP3 on I2P through SAM, and client tunnels to both."""
+    """A core publishing SMTP, POP3 and the account pages on I2P through SAM, and client tunnels
+    to SMTP and POP3."""
     keys = router.folder.parent / "core-keys"
-    core = make_server({"i2p": {"sam": router.sam, "publish": ["smtp", "pop3"], "keys_dir": str(keys),
+    core = make_server({"i2p": {"sam": router.sam, "publish": ["smtp", "pop3", "web"], "keys_dir": str(keys),
                                 "options": OFFLINE_I2P_OPTIONS}}, name="i2pcore")
     smtp_name = wait_line(core, r"^smtp on I2P at (\S+)$").group(1)
     pop3_name = wait_line(core, r"^pop3 on I2P at (\S+)$").group(1)
+    core.web_name = wait_line(core, r"^web on I2P at (\S+)$").group(1)
     tunnels = [ClientTunnel(router, smtp_name), ClientTunnel(router, pop3_name)]
     yield core, keys, tunnels, (smtp_name, pop3_name)
     for t in tunnels:
@@ -179,7 +182,55 @@ def test_smtp_and_pop3_through_postern_own_sam_publishing(router, published):
     # The core learns nothing of who connected: the SAM forward is silent, every stream comes from
     # the bridge on loopback, and nothing of it is logged.
     log = core.log_tail(400)
-    assert ".b32.i2p" not in log.replace(smtp_name, "").replace(pop3_name, "")
+    assert ".b32.i2p" not in log.replace(smtp_name, "").replace(pop3_name, "").replace(core.web_name, "")
+
+
+def test_account_pages_and_the_webmail_over_i2p(router, published, tmp_path):
+    """I2P-1 for the web: the account pages on their own destination, and `postern webmail`
+    reaching the core's SMTP and POP3 destinations through SAM instead of client tunnels."""
+    from test_web_accounts import Client
+    from test_webmail import WebmailProcess
+
+    core, _, _, (smtp_name, pop3_name) = published
+    assert len({core.web_name, smtp_name, pop3_name}) == 3
+    web = ClientTunnel(router, core.web_name).wait()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                resp, page = Client(web.port).get("/signup")
+                break
+            except (ConnectionError, OSError, http.client.HTTPException):
+                assert time.monotonic() < deadline, "the account pages never answered over I2P"
+                time.sleep(1)
+        assert resp.status == 200 and "Create an account" in page
+    finally:
+        web.close()
+    account = core.take_account("webmaili2p")
+    smtp_round(core.smtp_port, account, "waiting for the webmail")
+    webmail = WebmailProcess(tmp_path, core, overrides={
+        "i2p": {"sam": router.sam, "options": OFFLINE_I2P_OPTIONS},
+        "webmail": {"smtp_destination": smtp_name, "pop3_destination": pop3_name, "smtp": None, "pop3": None}})
+    try:
+        c = Client(webmail.port)
+        token = c.csrf("/login")
+        deadline = time.monotonic() + 120
+        while True:  # the webmail's own session and tunnels take a while on a fresh router
+            resp, page = c.post("/login", {"csrf": token, "user": account.name, "password": account.password})
+            if resp.status == 303:
+                break
+            assert resp.status == 401 and "cannot be reached" in page, page[:2000]
+            assert time.monotonic() < deadline, "the webmail never reached POP3 over I2P"
+            time.sleep(2)
+        resp, page = c.get("/inbox?refresh=1")
+        assert resp.status == 200 and "waiting for the webmail" in page
+        token = c.csrf("/compose")
+        resp, page = c.post("/compose", {"csrf": token, "to": account.address, "subject": "sent by the webmail over I2P",
+                                         "body": "hello", "action": "send"})
+        assert resp.status == 303, page[:2000]
+        assert "Subject: sent by the webmail over I2P" in pop3_subjects(core.pop3_port, account)
+    finally:
+        assert webmail.stop() == 0
 
 
 def test_i2pd_server_tunnels_from_postern_i2p_tunnels(router, make_server):

@@ -35,15 +35,18 @@ MARKERS = ["PLAINBODY-MARKER-3e1d", "HTMLVISIBLE-MARKER-b77c", "SUBJECT-MARKER-c
 class WebmailProcess:
     """`postern webmail` on its own folder, pointed at the core's SMTP and POP3 ports."""
 
-    def __init__(self, folder: Path, core, page_size: int = 25):
+    def __init__(self, folder: Path, core, page_size: int = 25, overrides: dict | None = None):
         self.folder = folder
         self.data_dir = folder / "webmail-data"
         self.config = folder / "webmail.toml"
-        self.config.write_text(render_config({
+        sections = {
             "server": {"domain": "mail.i2p"},
             "webmail": {"listen": f"{HOST}:0", "smtp": f"{HOST}:{core.smtp_port}", "pop3": f"{HOST}:{core.pop3_port}",
                         "data_dir": str(self.data_dir), "page_size": page_size},
-        }))
+        }
+        for section, keys in (overrides or {}).items():
+            sections.setdefault(section, {}).update(keys)
+        self.config.write_text(render_config(sections))
         self.stderr = open(folder / "webmail.stderr.log", "wb")
         self.proc = subprocess.Popen([str(postern_bin()), "webmail", "--config", str(self.config)], cwd=folder,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True)

@@ -50,6 +50,11 @@ public struct SignupLimiter: Sendable {
     public mutating func record(now: Double) {
         recent = recent.filter { now - $0 < 3600 } + [now]
     }
+
+    /// Gives back a slot recorded at `now` (the sign-up it was reserved for failed).
+    public mutating func forget(now: Double) {
+        if let index = recent.lastIndex(of: now) { recent.remove(at: index) }
+    }
 }
 
 /// What an account-pages session carries: the logged-in account, or nothing for a visitor (who
@@ -251,16 +256,25 @@ public final class AccountPages: Sendable {
                 return refuse("The proof of work is not valid for \(address): \(error). Make a new one with postern hashcash mint --bits \(settings.signupBits) \(address).")
             }
             let time = now()
-            guard limiter.withLockedValue({ $0.allows(now: time) }) else {
+            // Checked and reserved in one step: concurrent sign-ups cannot all pass the check
+            // before any is counted. A sign-up that then fails gives its slot back.
+            let reserved = limiter.withLockedValue { limiter -> Bool in
+                guard limiter.allows(now: time) else { return false }
+                limiter.record(now: time)
+                return true
+            }
+            guard reserved else {
                 return refuse("Too many accounts were created in the last hour. Please try again later.", .tooManyRequests)
             }
+            var created = false
+            defer { if !created { limiter.withLockedValue { $0.forget(now: time) } } }
             let spent = (key: stamp.spentKey, expires: (stamp.time ?? Int64(time)) + HashcashStamp.validity)
             let defaultDelay = settings.defaultDelay
             let account = try await onWorkers { [accounts] in
                 let account = try accounts.create(name: name, password: password, spentStamp: spent)
                 return try accounts.apply(settings: [("delay", defaultDelay.rawValue)], to: account.name)
             }
-            limiter.withLockedValue { $0.record(now: time) }
+            created = true
             logger.info("account created on the web")
             sessions.remove(visitor.id)
             var session = sessions.create(AccountVisitor(account: account.name))

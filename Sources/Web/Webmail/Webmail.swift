@@ -408,7 +408,7 @@ public final class Webmail: Sendable {
 
     /// RFC 6266 4.3: an ASCII fallback plus `filename*` in UTF-8 (RFC 8187).
     static func contentDisposition(_ filename: String) -> String {
-        let fallback = String(filename.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0 != "\"" && $0 != "\\" ? Character($0) : "_" })
+        let fallback = String(filename.unicodeScalars.map { (0x20..<0x7F).contains($0.value) && $0 != "\"" && $0 != "\\" ? Character($0) : "_" })
         return "attachment; filename=\"\(fallback)\"; filename*=UTF-8''\(MessageRef.encode(filename))"
     }
 
