@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import POP3
 import SMTP
+import Store
 import Wire
 
 /// Where the webmail reaches the core: the user's I2P client tunnels (or the SAM bridge), and

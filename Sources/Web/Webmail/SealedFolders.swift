@@ -1,6 +1,7 @@
 import Crypto
 import CryptoExtras
 import Foundation
+import Store
 
 // The webmail's local Sent, Drafts and Trash, sealed at rest.
 //
@@ -23,21 +24,11 @@ import Foundation
 // One `SealedFolders` per account per process: the summary cache is not shared between instances,
 // and `reseal` must not run while the account is open.
 
-/// The scrypt cost used when an account's key record is made (or remade by `reseal`).
-public struct ScryptCost: Sendable, Equatable {
-    public var log2N: Int
-    public var r: Int
-    public var p: Int
+/// The scrypt cost used when an account's key record is made (or remade by `reseal`): the
+/// mailbox password hash's parameters (standard: N = 2^15, r = 8, p = 1, 32 MiB, about 0.1 s).
+public typealias ScryptCost = PasswordHash.Parameters
 
-    /// N = 2^15, r = 8, p = 1: 32 MiB and about 0.1 s, as for the mailbox password hash.
-    public static let standard = ScryptCost(log2N: 15, r: 8, p: 1)
-
-    public init(log2N: Int, r: Int, p: Int) {
-        self.log2N = log2N
-        self.r = r
-        self.p = p
-    }
-
+extension PasswordHash.Parameters {
     /// Bounded both ways: the record is read from disk, and a forged cost must not exhaust memory.
     var isAcceptable: Bool {
         (10...20).contains(log2N) && (1...32).contains(r) && (1...16).contains(p)
