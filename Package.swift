@@ -68,7 +68,7 @@ let package = Package(
         // blocklists and the live recipient check against the core), the outbound intake from
         // the core, its small file queue and MX delivery with STARTTLS and DKIM signing; DNS.
         .target(name: "Gateway", dependencies: [
-            "MailCore", "Privacy", "SMTP", "Wire",
+            "MailCore", "Privacy", "SMTP", "Wire", "Scan",
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -88,6 +88,12 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The clamd client (SCAN-1): INSTREAM scans and PING over TCP or a Unix socket.
+        .target(name: "Scan", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The web (WEB-1, WEB-2): account pages served by the core and the webmail on the user's
         // machine, both Hummingbird apps with mustache templates; sessions, CSRF, security headers.
         .target(name: "Web", dependencies: [
@@ -102,7 +108,7 @@ let package = Package(
         ]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
-            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P", "Wire", "Web",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P", "Wire", "Web", "Scan",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -153,6 +159,11 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        .testTarget(name: "ScanTests", dependencies: [
+            "Scan",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "MailCore", "SMTP", "Privacy", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -171,6 +182,20 @@ let package = Package(
             "PosternApp", "Store", "SMTP", "POP3", "MailCore", "Delivery",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        // New-mail notices on IRC (IRC-1..3): IRC message codec, the client session and the
+        // notification policy as values, the NIO bot over a StreamConnector.
+        .target(name: "Notify", dependencies: [
+            "Wire", "MailCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "NotifyTests", dependencies: [
+            "Notify", "Wire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
     ]
 )

@@ -4,6 +4,7 @@ import MailCore
 import NIOConcurrencyHelpers
 import NIOCore
 import Privacy
+import Scan
 import SMTP
 
 /// DNS as the exchange needs it: SPF's lookups, DKIM keys, blocklist queries.
@@ -22,12 +23,16 @@ public final class Exchange: SubmissionBackend {
         public var blocklists: [String]
         /// RFC 7208 8.4: a `fail` is refused (550 5.7.23) when true, only recorded when false.
         public var rejectSPFFail: Bool
+        /// SCAN-1 on the Internet side: clamd's verdict before the message goes to the core.
+        public var scan: ScanPolicy?
 
-        public init(internetDomain: String, coreDomain: String, blocklists: [String] = [], rejectSPFFail: Bool = true) {
+        public init(internetDomain: String, coreDomain: String, blocklists: [String] = [], rejectSPFFail: Bool = true,
+                    scan: ScanPolicy? = nil) {
             self.internetDomain = internetDomain.lowercased()
             self.coreDomain = coreDomain.lowercased()
             self.blocklists = blocklists
             self.rejectSPFFail = rejectSPFFail
+            self.scan = scan
         }
     }
 
@@ -205,6 +210,16 @@ actor ExchangeSession: SubmissionBackend {
         let settings = exchange.settings
         guard mailLine != nil else { return .rejected(ExchangeReplies.localProblem) }
         defer { mailLine = nil; recipientLines = [] }
+        // SCAN-1: infected mail is refused in the dialogue (no bounce to a forged sender), before
+        // anything reaches the core.
+        var unscanned = false
+        if let scan = settings.scan {
+            switch await scan.decide(message) {
+            case .pass: break
+            case .passUnscanned: unscanned = true
+            case .refuse(let code, let status, let text): return .rejected(SMTPReply(code, status, text))
+            }
+        }
         let bytes = Array(message.readableBytesView)
         let now = Int64(Date().timeIntervalSince1970)
         let dkim = await DKIM.verify(bytes, keys: exchange.resolver, now: now)
@@ -214,7 +229,7 @@ actor ExchangeSession: SubmissionBackend {
         let trace = "Received: by \(settings.internetDomain) with \(envelope.overTLS ? "ESMTPS" : "ESMTP") id \(RandomToken.make(length: 12));\r\n\t"
             + RFC5322Date.format(secondsSince1970: now)
         let sanitised = ByteBuffer(bytes: InboundSanitiser(internetDomain: settings.internetDomain, internalDomain: settings.coreDomain)
-            .sanitise(bytes, verdict: verdict, trace: trace))
+            .sanitise(bytes, verdict: verdict, trace: unscanned ? trace + "\r\n" + ScanDecision.unscannedField : trace))
         // The link may have died while the client sent the message: once more on a new one.
         var final: SMTPClientSession.Reply?
         for attempt in 0..<2 {

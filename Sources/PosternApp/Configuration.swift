@@ -2,6 +2,7 @@ import Foundation
 import I2P
 import MailCore
 import NIOCore
+import Scan
 import TOMLKit
 
 /// `host:port` of a listener or peer.
@@ -66,6 +67,11 @@ public struct PosternConfiguration: Sendable, Equatable {
     public var webmailPOP3 = HostPort(host: "127.0.0.1", port: 7660)
     public var webmailDataDirectory = "webmail-data"
     public var webmailPageSize = 25
+    /// clamd (SCAN-1): "host:port" or "unix:/path"; nil: no scanning (said loudly at start).
+    public var scanClamd: String?
+    /// Accept mail unscanned (marked) when clamd cannot be asked, instead of 451.
+    public var scanAcceptUnscanned = false
+    public var scanTimeout: Double = 60
     /// The core's SMTP and POP3 as I2P destinations (b32 names), reached through `[i2p] sam`
     /// instead of the client tunnels at `webmailSMTP`/`webmailPOP3`.
     public var webmailSMTPDestination: String?
@@ -205,7 +211,7 @@ extension PosternConfiguration {
         "queue": ["retry_first": .duration, "retry_max": .duration, "give_up_after": .duration, "delay_notice_after": .duration],
         "hashcash": ["bits": .positiveInt, "recipients_per_stamp": .positiveInt],
         "relay": ["address": .hostPort, "username": .string, "password_file": .string, "timeout": .duration],
-        "scan": ["clamd": .string, "on_unavailable": .string],
+        "scan": ["clamd": .string, "on_unavailable": .string, "timeout": .duration],
         "irc": ["server": .hostPort, "nick": .string, "notice_interval": .duration, "nickserv_password_file": .string],
         "i2p": ["sam": .hostPort, "publish": .stringArray, "keys_dir": .string, "options": .table, "gateway": .string, "core": .string],
         "gateway": ["mx_listen": .hostPort, "core_listen": .hostPort, "core": .hostPort, "resolver": .hostPort,
@@ -300,6 +306,9 @@ extension PosternConfiguration {
         if let v = string("webmail", "data_dir") { config.webmailDataDirectory = v }
         if let v = duration("webmail", "session_idle") { config.webSessionIdle = v }
         if let v = int("webmail", "page_size") { config.webmailPageSize = v }
+        if let v = string("scan", "clamd"), !v.isEmpty { config.scanClamd = v }
+        if let v = string("scan", "on_unavailable") { config.scanAcceptUnscanned = v == "accept" }
+        if let v = duration("scan", "timeout") { config.scanTimeout = v }
         if let v = string("webmail", "smtp_destination") { config.webmailSMTPDestination = v }
         if let v = string("webmail", "pop3_destination") { config.webmailPOP3Destination = v }
         if let v = size("limits", "mailbox_quota") { config.mailboxQuota = v }
@@ -492,6 +501,9 @@ extension PosternConfiguration {
         }
         if let hostname = config.gatewayHostname, EmailAddress("postmaster@\(hostname)") == nil || !hostname.contains(".") {
             errors.append(ConfigurationError(key: "gateway.hostname", message: "\"\(hostname)\" is not a host name such as mx.i2pmail.org"))
+        }
+        if let clamd = config.scanClamd, ClamdAddress(clamd) == nil {
+            errors.append(ConfigurationError(key: "scan.clamd", message: "expected host:port or unix:/path/to/clamd.ctl"))
         }
         if let policy = string("scan", "on_unavailable"), !["tempfail", "accept"].contains(policy) {
             errors.append(ConfigurationError(key: "scan.on_unavailable", message: "expected tempfail or accept"))

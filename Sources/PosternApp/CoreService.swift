@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import POP3
 import SMTP
+import Scan
 import ServiceLifecycle
 import Store
 import Web
@@ -44,9 +45,10 @@ public final class CoreService: Service {
             commandTimeout: .nanoseconds(Int64(configuration.commandTimeout * 1e9)),
             dataTimeout: .nanoseconds(Int64(configuration.dataTimeout * 1e9)),
             maxSessions: configuration.smtpMaxSessions)
+        let scan = Self.scanPolicy(configuration, group: group, logger: logger)
         let smtp = SubmissionServer(
             configuration: smtpConfiguration,
-            backend: SubmissionService(stores: stores, logger: logger, gateway: gatewayOnSMTPPort, onQueued: { runner?.wake() }),
+            backend: SubmissionService(stores: stores, logger: logger, gateway: gatewayOnSMTPPort, scan: scan, onQueued: { runner?.wake() }),
             group: group, logger: logger)
         // The I2P link's streams are served here (never bound to a port): the same dialogue and
         // limits, the gateway's login only.
@@ -54,7 +56,7 @@ public final class CoreService: Service {
         linkConfiguration.maxSessions = 100
         let linkServer = SubmissionServer(
             configuration: linkConfiguration,
-            backend: SubmissionService(stores: stores, logger: logger, gateway: gateway, peerOnly: true), group: group, logger: logger)
+            backend: SubmissionService(stores: stores, logger: logger, gateway: gateway, peerOnly: true, scan: scan), group: group, logger: logger)
         let pop3 = POP3Server(
             configuration: POP3ServerConfiguration(host: configuration.pop3Listen.host, port: configuration.pop3Listen.port,
                                                    autologout: .nanoseconds(Int64(configuration.autologout * 1e9)),
@@ -153,6 +155,17 @@ public final class CoreService: Service {
                            settings: .init(domain: configuration.domain, internetDomain: configuration.internetDomain,
                                            schedule: stores.schedule, retry: stores.retry),
                            clock: stores.clock, workers: stores.workers, logger: logger)
+    }
+
+    /// SCAN-1: clamd's policy from `[scan]`; without it mail is not scanned, which is said at
+    /// every start.
+    static func scanPolicy(_ configuration: PosternConfiguration, group: any EventLoopGroup, logger: Logger) -> ScanPolicy? {
+        guard let text = configuration.scanClamd, let address = ClamdAddress(text) else {
+            logger.warning("no [scan] clamd configured: mail is NOT scanned for viruses")
+            return nil
+        }
+        let client = ClamdClient(address: address, group: group, timeout: .nanoseconds(Int64(configuration.scanTimeout * 1e9)), logger: logger)
+        return ScanPolicy(client: client, acceptUnscanned: configuration.scanAcceptUnscanned, logger: logger)
     }
 
     private func accountPagesSettings() -> AccountPagesSettings {

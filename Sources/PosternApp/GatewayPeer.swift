@@ -79,19 +79,31 @@ final class GatewayAwareConnection: SubmissionBackend {
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
         guard fromGateway else { return await service.deliver(envelope, message: message) }
+        var unscanned = false
+        if let scan = service.scan {
+            switch await scan.decide(message) {
+            case .pass: break
+            case .passUnscanned: unscanned = true
+            case .refuse(let code, let status, let text): return .rejected(SMTPReply(code, status, text))
+            }
+        }
         return await withCheckedContinuation { continuation in
-            deliverFromGateway(envelope, message: message) { continuation.resume(returning: $0) }
+            deliverFromGateway(envelope, message: message, unscanned: unscanned) { continuation.resume(returning: $0) }
         }
     }
 
+    /// Mail from the Internet is scanned here too (SCAN-1), whatever the gateway did: the core
+    /// does not rely on another machine's scanner.
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<DeliveryOutcome> {
         guard fromGateway else { return service.deliver(envelope, message: message, on: loop) }
-        let promise = loop.makePromise(of: DeliveryOutcome.self)
-        deliverFromGateway(envelope, message: message) { promise.succeed($0) }
-        return promise.futureResult
+        return service.scanned(message, on: loop) { unscanned in
+            let promise = loop.makePromise(of: DeliveryOutcome.self)
+            self.deliverFromGateway(envelope, message: message, unscanned: unscanned) { promise.succeed($0) }
+            return promise.futureResult
+        }
     }
 
-    private func deliverFromGateway(_ envelope: SubmissionEnvelope, message: ByteBuffer,
+    private func deliverFromGateway(_ envelope: SubmissionEnvelope, message: ByteBuffer, unscanned: Bool,
                                     completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
         let stores = service.stores
         let logger = service.logger
@@ -103,7 +115,7 @@ final class GatewayAwareConnection: SubmissionBackend {
                 case .success(let found): targets = found
                 case .failure(let refusal): return completion(.rejected(refusal.reply))
                 }
-                let prepared = Self.withReturnPath(message, sender: envelope.sender)
+                let prepared = SubmissionService.markedUnscanned(Self.withReturnPath(message, sender: envelope.sender), if: unscanned)
                 let mailboxes = targets.count
                 stores.mail.deliver(prepared, to: targets, writingFilesHere: true) { result in
                     switch result {

@@ -61,7 +61,8 @@ public final class GatewayService: Service {
                                                     dkimKeys: dkimKeys),
                                     runner: runner, workers: workers, logger: logger)
         let exchange = Exchange(settings: .init(internetDomain: config.internetDomain, coreDomain: config.domain,
-                                                blocklists: config.dnsBlocklists, rejectSPFFail: config.spfFail == "reject"),
+                                                blocklists: config.dnsBlocklists, rejectSPFFail: config.spfFail == "reject",
+                                                scan: CoreService.scanPolicy(config, group: group, logger: logger)),
                                 resolver: resolver, core: core, logger: logger)
         var startTLS: (@Sendable (any Channel) throws -> Void)?
         if let certificate = config.tlsCertificate, let key = config.tlsKey {

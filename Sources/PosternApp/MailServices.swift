@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import POP3
 import Privacy
+import Scan
 import SMTP
 import Store
 
@@ -94,14 +95,49 @@ final class SubmissionService: SubmissionBackend {
     let gateway: PeerCredential?
     /// Only the gateway may log in (the I2P link's own destination): no account logins.
     let peerOnly: Bool
+    /// clamd's verdict before anything is stored (SCAN-1); nil: no scanning configured.
+    let scan: ScanPolicy?
 
-    init(stores: CoreStores, logger: Logger, gateway: PeerCredential? = nil, peerOnly: Bool = false,
+    init(stores: CoreStores, logger: Logger, gateway: PeerCredential? = nil, peerOnly: Bool = false, scan: ScanPolicy? = nil,
          onQueued: @escaping @Sendable () -> Void = {}) {
         self.stores = stores
         self.logger = logger
         self.gateway = gateway
         self.peerOnly = peerOnly
+        self.scan = scan
         self.onQueued = onQueued
+    }
+
+    /// SCAN-1 before `deliver`: clean (or unscannable under the accept policy) mail goes on to
+    /// `deliver(unscanned)`; infected mail is refused in the dialogue, no bounce.
+    func scanned(_ message: ByteBuffer, on loop: any EventLoop,
+                 then deliver: @escaping @Sendable (_ unscanned: Bool) -> EventLoopFuture<DeliveryOutcome>) -> EventLoopFuture<DeliveryOutcome> {
+        guard let scan else { return deliver(false) }
+        return scan.decide(message, on: loop).flatMap { decision in
+            switch decision {
+            case .pass: return deliver(false)
+            case .passUnscanned: return deliver(true)
+            case .refuse(let code, let status, let text): return loop.makeSucceededFuture(.rejected(SMTPReply(code, status, text)))
+            }
+        }
+    }
+
+    /// The message with the mark of mail accepted unscanned on top (stored copies only: the
+    /// Internet-bound preparation keeps none of it).
+    static func markedUnscanned(_ message: ByteBuffer, if unscanned: Bool) -> ByteBuffer {
+        guard unscanned else { return message }
+        // Below a Return-Path, which stays first (RFC 5321 4.4).
+        let bytes = message.readableBytesView
+        var split = bytes.startIndex
+        let header = HeaderSection.parse(bytes)
+        if let first = header.fields.first, first.name.lowercased() == "return-path" {
+            split = bytes.startIndex + first.raw.count + 2
+        }
+        var out = ByteBufferAllocator().buffer(capacity: message.readableBytes + 80)
+        out.writeBytes(bytes[bytes.startIndex..<split])
+        out.writeString(ScanDecision.unscannedField + "\r\n")
+        out.writeBytes(bytes[split...])
+        return out
     }
 
     /// With a gateway configured, each connection gets a `GatewayAwareConnection`, which takes
@@ -226,12 +262,25 @@ final class SubmissionService: SubmissionBackend {
     }
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
-        await withCheckedContinuation { continuation in
-            deliverOnWorker(envelope, message: message, ids: nil) { continuation.resume(returning: $0) }
+        var unscanned = false
+        if let scan {
+            switch await scan.decide(message) {
+            case .pass: break
+            case .passUnscanned: unscanned = true
+            case .refuse(let code, let status, let text): return .rejected(SMTPReply(code, status, text))
+            }
+        }
+        return await withCheckedContinuation { continuation in
+            deliverOnWorker(envelope, message: message, ids: nil, unscanned: unscanned) { continuation.resume(returning: $0) }
         }
     }
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer, on loop: any EventLoop) -> EventLoopFuture<DeliveryOutcome> {
+        scanned(message, on: loop) { unscanned in self.deliverScanned(envelope, message: message, unscanned: unscanned, on: loop) }
+    }
+
+    private func deliverScanned(_ envelope: SubmissionEnvelope, message: ByteBuffer, unscanned: Bool,
+                                on loop: any EventLoop) -> EventLoopFuture<DeliveryOutcome> {
         let promise = loop.makePromise(of: DeliveryOutcome.self)
         // A small message whose mailboxes were all read moments ago and that refers to no earlier
         // message needs no read at all: it is prepared here (tens of microseconds of CPU, no
@@ -243,11 +292,12 @@ final class SubmissionService: SubmissionBackend {
             let parsed = SubmissionPreparation.clientHeader(of: message)
             ids = parsed
             if parsed.references.isEmpty, parsed.stamps.isEmpty, envelope.recipients.allSatisfy({ $0.domain == domain }),
-               (try? deliverNow(envelope, message: message, ids: parsed, lookup: .recentOnly, completion: { promise.succeed($0) })) != nil {
+               (try? deliverNow(envelope, message: message, ids: parsed, lookup: .recentOnly, unscanned: unscanned,
+                                completion: { promise.succeed($0) })) != nil {
                 return promise.futureResult
             }
         }
-        deliverOnWorker(envelope, message: message, ids: ids) { promise.succeed($0) }
+        deliverOnWorker(envelope, message: message, ids: ids, unscanned: unscanned) { promise.succeed($0) }
         return promise.futureResult
     }
 
@@ -262,13 +312,13 @@ final class SubmissionService: SubmissionBackend {
     private struct NeedsRead: Error {}
 
     /// End of DATA on a worker thread (`ids`: the client's Message-IDs, if parsed already).
-    private func deliverOnWorker(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: ClientHeader?,
+    private func deliverOnWorker(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: ClientHeader?, unscanned: Bool,
                                  completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
         stores.workers.submit { state in
             guard case .active = state else { return completion(Self.notStored) }
             do {
                 try self.deliverNow(envelope, message: message, ids: ids ?? SubmissionPreparation.clientHeader(of: message),
-                                    lookup: .readIfNeeded, completion: completion)
+                                    lookup: .readIfNeeded, unscanned: unscanned, completion: completion)
             } catch {
                 self.logger.error("delivery failed", metadata: ["error": "\(error)"])
                 completion(Self.notStored)
@@ -280,7 +330,7 @@ final class SubmissionService: SubmissionBackend {
     /// committer, which calls `completion` once it is durable (SMTP-7). With `.recentOnly` it
     /// throws `NeedsRead` before doing anything, if it would have to read.
     private func deliverNow(_ envelope: SubmissionEnvelope, message: ByteBuffer, ids: ClientHeader, lookup: Lookup,
-                            completion: @escaping @Sendable (DeliveryOutcome) -> Void) throws {
+                            unscanned: Bool, completion: @escaping @Sendable (DeliveryOutcome) -> Void) throws {
         let domain = stores.configuration.domain
         guard let sender = envelope.sender else { return completion(.rejected(SMTPReply(553, "5.7.1", "Null sender not allowed on submission"))) }
         let mailbox: (EmailAddress) throws -> Account? = { [stores] address in
@@ -334,8 +384,9 @@ final class SubmissionService: SubmissionBackend {
                 }
             }
             let messageID = MessageSanitiser.newMessageID(domain: domain, random: &random)
-            let prepared = SubmissionPreparation.prepare(message, sender: sender, domain: domain, now: now,
+            var prepared = SubmissionPreparation.prepare(message, sender: sender, domain: domain, now: now,
                                                          messageID: messageID, referenceReplacements: replacements)
+            prepared = Self.markedUnscanned(prepared, if: unscanned)
             let threadingRow = try senderAccount.flatMap { account in
                 try ids.own.map { try stores.threading.row(original: $0, replacement: messageID, accountID: account.id) }
             }
