@@ -106,9 +106,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The public key book's pure core (KEYS-1, KEYS-2): OpenPGP packets, the key kept for an
+        // address, armour, the HKP index and WKD names.
+        .target(name: "KeyDirectory", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
-            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P", "Wire", "Web", "Scan",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P", "Wire", "Web", "Scan", "Notify",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -197,5 +200,6 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        .testTarget(name: "KeyDirectoryTests", dependencies: ["KeyDirectory"]),
     ]
 )

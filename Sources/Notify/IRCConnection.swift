@@ -90,15 +90,25 @@ public final class IRCNotifierService: Sendable {
         var wakeTimer: Scheduled<Void>?
     }
 
+    /// Checks a private message against codes kept elsewhere (the core's database, where the
+    /// account page and `postern account set` put them): the account it verifies, or nil.
+    public typealias CodeChecker = @Sendable (_ nick: String, _ text: String) async -> String?
+
+    /// With `codeChecker`, codes are the caller's (and `issueCode` is not used); without it, the
+    /// in-memory codes of `Notifier`.
+    private let codeChecker: CodeChecker?
+
     /// `onVerified(account, nick)` runs in its own task (never on an event loop), so it may
     /// write to the database; verifications of different accounts may arrive in any order.
     public init(configuration: IRCNotifierConfiguration, connector: any StreamConnector, logger: Logger,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                codeChecker: CodeChecker? = nil,
                 onVerified: @escaping @Sendable (_ account: String, _ nick: String) -> Void = { _, _ in }) {
         self.configuration = configuration
         self.connector = connector
         self.group = group
         self.logger = logger
+        self.codeChecker = codeChecker
         self.onVerified = onVerified
         self.state = NIOLockedValueBox(State(notifier: Notifier(configuration: configuration.notifier)))
     }
@@ -260,6 +270,21 @@ public final class IRCNotifierService: Sendable {
 
     /// A user's private message: a code, or ignored. Returns the confirmation to send back.
     fileprivate func privateMessage(from nick: String, text: String) -> String? {
+        if let codeChecker {
+            // Only what could be a code is looked up: a flood of chatter costs no query.
+            let candidate = text.trimmingSpaces()
+            guard (4...32).contains(candidate.utf8.count), candidate.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+            let onVerified = self.onVerified
+            let confirmation = configuration.confirmationText
+            Task {
+                guard let account = await codeChecker(nick, candidate) else { return }
+                self.state.withLockedValue { $0.notifier.setVerified(account: account, nick: nick) }
+                self.logger.info("irc: nick verified")
+                onVerified(account, nick)
+                if let confirmation { self.dispatch([Notice(nick: nick, text: confirmation)]) }
+            }
+            return nil
+        }
         guard let verification = state.withLockedValue({ $0.notifier.received(privmsgFrom: nick, text: text, now: .now()) }) else {
             return nil
         }

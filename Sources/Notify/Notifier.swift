@@ -194,7 +194,7 @@ public struct Notifier: Sendable {
 }
 
 extension String {
-    fileprivate func trimmingSpaces() -> String {
+    func trimmingSpaces() -> String {
         let scalars = unicodeScalars
         guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
               let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }

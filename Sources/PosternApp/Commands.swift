@@ -180,7 +180,7 @@ struct AccountCommand: AsyncParsableCommand {
                 used: \(account.usedBytes) bytes
                 quota: \(account.quotaBytes.map { "\($0) bytes" } ?? "default (\(config.mailboxQuota) bytes)")
                 delay: \(account.delayMode.rawValue)
-                irc_nick: \(account.ircNick ?? "-")
+                irc_nick: \(account.ircNick ?? "-")\(account.ircNick == nil ? "" : account.ircVerified ? " (verified)" : " (waiting for its code\(account.ircCode.map { ": " + $0 } ?? " — expired: set the nick again"))")
                 key_listing: \(account.keyListing ? "on" : "off")
                 html_sanitise: \(account.htmlSanitise ? "on" : "off")
                 internet_quota: \(account.internetQuota.map(String.init) ?? "default (\(config.internetRecipientsPerDay) per 24h)")
@@ -211,7 +211,7 @@ struct AccountCommand: AsyncParsableCommand {
         @Argument(help: "key=value pairs") var settings: [String]
 
         func run() async throws {
-            let (_, store) = try AccountCommand.open(options)
+            let (config, store) = try AccountCommand.open(options)
             guard !settings.isEmpty else { throw UserError("give at least one key=value setting") }
             var pairs: [(String, String)] = []
             for setting in settings {
@@ -220,6 +220,10 @@ struct AccountCommand: AsyncParsableCommand {
             }
             let account = try AccountCommand.run { try store.apply(settings: pairs, to: name) }
             print("updated \(account.name)")
+            // IRC-2: notices start once the code comes from the nick.
+            if pairs.contains(where: { $0.0 == "irc_nick" }), let nick = account.ircNick, let code = account.ircCode {
+                print("irc: from \(nick), send the bot the code: /msg \(config.ircNick) \(code)")
+            }
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import I2P
 import MailCore
 import NIOCore
+import Notify
 import Scan
 import TOMLKit
 
@@ -67,6 +68,15 @@ public struct PosternConfiguration: Sendable, Equatable {
     public var webmailPOP3 = HostPort(host: "127.0.0.1", port: 7660)
     public var webmailDataDirectory = "webmail-data"
     public var webmailPageSize = 25
+    /// The IRC notifier (IRC-1..3): the server (an I2P client tunnel, or `ircDestination` through
+    /// SAM); nil: no notices.
+    public var ircServer: HostPort?
+    public var ircDestination: String?
+    public var ircNick = "postman"
+    public var ircNoticeInterval: Double = 300
+    /// How long the first new mail after a quiet time waits for more before one notice counts all.
+    public var ircGather: Double = 30
+    public var ircNickServPasswordFile: String?
     /// clamd (SCAN-1): "host:port" or "unix:/path"; nil: no scanning (said loudly at start).
     public var scanClamd: String?
     /// Accept mail unscanned (marked) when clamd cannot be asked, instead of 451.
@@ -212,7 +222,8 @@ extension PosternConfiguration {
         "hashcash": ["bits": .positiveInt, "recipients_per_stamp": .positiveInt],
         "relay": ["address": .hostPort, "username": .string, "password_file": .string, "timeout": .duration],
         "scan": ["clamd": .string, "on_unavailable": .string, "timeout": .duration],
-        "irc": ["server": .hostPort, "nick": .string, "notice_interval": .duration, "nickserv_password_file": .string],
+        "irc": ["server": .hostPort, "nick": .string, "notice_interval": .duration, "nickserv_password_file": .string,
+                "gather": .duration, "destination": .string],
         "i2p": ["sam": .hostPort, "publish": .stringArray, "keys_dir": .string, "options": .table, "gateway": .string, "core": .string],
         "gateway": ["mx_listen": .hostPort, "core_listen": .hostPort, "core": .hostPort, "resolver": .hostPort,
                     "dkim_selector": .string, "dkim_key_file": .string, "tls_cert": .string, "tls_key": .string, "dnsbl": .stringArray,
@@ -306,6 +317,12 @@ extension PosternConfiguration {
         if let v = string("webmail", "data_dir") { config.webmailDataDirectory = v }
         if let v = duration("webmail", "session_idle") { config.webSessionIdle = v }
         if let v = int("webmail", "page_size") { config.webmailPageSize = v }
+        if let v = hostPort("irc", "server") { config.ircServer = v }
+        if let v = string("irc", "destination"), !v.isEmpty { config.ircDestination = v }
+        if let v = string("irc", "nick") { config.ircNick = v }
+        if let v = duration("irc", "notice_interval") { config.ircNoticeInterval = v }
+        if let v = duration("irc", "gather") { config.ircGather = v }
+        if let v = string("irc", "nickserv_password_file"), !v.isEmpty { config.ircNickServPasswordFile = v }
         if let v = string("scan", "clamd"), !v.isEmpty { config.scanClamd = v }
         if let v = string("scan", "on_unavailable") { config.scanAcceptUnscanned = v == "accept" }
         if let v = duration("scan", "timeout") { config.scanTimeout = v }
@@ -501,6 +518,16 @@ extension PosternConfiguration {
         }
         if let hostname = config.gatewayHostname, EmailAddress("postmaster@\(hostname)") == nil || !hostname.contains(".") {
             errors.append(ConfigurationError(key: "gateway.hostname", message: "\"\(hostname)\" is not a host name such as mx.i2pmail.org"))
+        }
+        if let destination = config.ircDestination {
+            if config.i2pSAM == nil {
+                errors.append(ConfigurationError(key: "irc.destination", message: "needs [i2p] sam: the IRC server is reached through the SAM bridge"))
+            } else if !Self.looksLikeDestination(destination) {
+                errors.append(ConfigurationError(key: "irc.destination", message: "\"\(destination.prefix(40))\" is not a .b32.i2p name or a base64 destination"))
+            }
+        }
+        if !IRCCaseMapping.isValidNick(config.ircNick) {
+            errors.append(ConfigurationError(key: "irc.nick", message: "not a valid IRC nickname (RFC 2812 2.3.1)"))
         }
         if let clamd = config.scanClamd, ClamdAddress(clamd) == nil {
             errors.append(ConfigurationError(key: "scan.clamd", message: "expected host:port or unix:/path/to/clamd.ctl"))

@@ -66,6 +66,7 @@ public final class CoreService: Service {
         var endpoints: [I2PEndpoint] = []
         var endpointTasks: [Task<Void, Never>] = []
         var webTask: Task<Void, any Error>?
+        var irc: IRCWiring?
         do {
             let smtpAddress = try await smtp.start()
             announce("smtp listening on \(Self.describe(smtpAddress))")
@@ -74,7 +75,9 @@ public final class CoreService: Service {
             var webAddress: SocketAddress?
             if configuration.webEnabled {
                 let pages = try AccountPages(accounts: stores.accounts, authenticator: stores.authenticator, queue: stores.queue,
-                                             workers: stores.workers, settings: accountPagesSettings(), logger: logger)
+                                             workers: stores.workers,
+                                             settings: accountPagesSettings().with(ircBotNick: configuration.ircServer != nil || configuration.ircDestination != nil ? configuration.ircNick : nil),
+                                             logger: logger)
                 let listen = configuration.webListen
                 let web = try await WebServer.start { onRunning in pages.application(host: listen.host, port: listen.port, onRunning: onRunning) }
                 webTask = web.task
@@ -99,6 +102,7 @@ public final class CoreService: Service {
                 }
             }
             endpointTasks = endpoints.map { endpoint in Task { await endpoint.run() } }
+            irc = try IRCWiring.start(configuration: configuration, stores: stores, group: group, logger: logger)
             // The outbound queue runs beside the listeners; at shutdown it ends after the message
             // in hand, whose outcome is recorded first (held and pooled mail stays queued).
             let queueTask = Task { await runner?.run() }
@@ -108,6 +112,7 @@ public final class CoreService: Service {
             await queueTask.value
         } catch {
             webTask?.cancel()
+            await irc?.stop()
             logger.error("cannot start listeners", metadata: ["error": "\(error)"])
             await smtp.shutdown(gracePeriod: .zero)
             await pop3.shutdown(gracePeriod: .zero)
@@ -120,6 +125,7 @@ public final class CoreService: Service {
         async let pop3Done: Void = pop3.shutdown(gracePeriod: .seconds(10))
         async let linkDone: Void = linkServer.shutdown(gracePeriod: .seconds(10))
         _ = await (smtpDone, pop3Done, linkDone)
+        await irc?.stop()
         // Web requests are short: the app's connections end with it.
         webTask?.cancel()
         _ = await webTask?.result

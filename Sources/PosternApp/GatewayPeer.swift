@@ -4,6 +4,7 @@ import Logging
 import MailCore
 import NIOConcurrencyHelpers
 import NIOCore
+import Privacy
 import SMTP
 import Store
 
@@ -110,28 +111,53 @@ final class GatewayAwareConnection: SubmissionBackend {
         stores.workers.submit { state in
             guard case .active = state else { return completion(SubmissionService.notStored) }
             do {
-                let targets: [MailboxTarget]
-                switch try SubmissionService.mailboxTargets(envelope.recipients, stores: stores, lookup: stores.mailbox(for:)) {
-                case .success(let found): targets = found
-                case .failure(let refusal): return completion(.rejected(refusal.reply))
-                }
-                let prepared = SubmissionService.markedUnscanned(Self.withReturnPath(message, sender: envelope.sender), if: unscanned)
-                let mailboxes = targets.count
-                stores.mail.deliver(prepared, to: targets, writingFilesHere: true) { result in
-                    switch result {
-                    case .success:
-                        logger.debug("message from the gateway stored", metadata: ["mailboxes": "\(mailboxes)"])
-                        completion(.accepted)
-                    case .failure(DeliveryFailure.mailboxFull):
-                        completion(.rejected(SMTPReply(452, "4.2.2", "Mailbox full")))
-                    case .failure(DeliveryFailure.mailboxGone):
-                        completion(.rejected(SMTPReply(550, "5.1.1", "No such user here")))
-                    case .failure(let error):
-                        logger.error("delivery failed", metadata: ["error": "\(error)"])
-                        completion(SubmissionService.notStored)
+                // SCAN-2: accounts that keep the HTML switch on (the default) get the message with
+                // its HTML made harmless; the others get it as it came.
+                var sanitising: [MailboxTarget] = []
+                var plain: [MailboxTarget] = []
+                var seen: Set<Int64> = []
+                for recipient in envelope.recipients {
+                    guard let account = try stores.mailbox(for: recipient) else {
+                        return completion(.rejected(SMTPReply(550, "5.1.1", "No such user here: <\(recipient)>")))
                     }
+                    guard seen.insert(account.id).inserted else { continue }
+                    let target = MailboxTarget(accountID: account.id, accountName: account.name, quotaBytes: stores.quota(of: account))
+                    if account.htmlSanitise { sanitising.append(target) } else { plain.append(target) }
                 }
+                let stored = SubmissionService.markedUnscanned(Self.withReturnPath(message, sender: envelope.sender), if: unscanned)
+                var copies: [(ByteBuffer, [MailboxTarget])] = []
+                if !sanitising.isEmpty {
+                    let html = InboundHTMLPolicy.apply(Array(stored.readableBytesView))
+                    if html.parts > 0 {
+                        logger.debug("HTML of an inbound message sanitised", metadata: [
+                            "parts": "\(html.parts)", "remote": "\(html.removedRemoteReferences)", "active": "\(html.removedActiveContent)"])
+                    }
+                    copies.append((html.parts > 0 ? ByteBuffer(bytes: html.message) : stored, sanitising))
+                }
+                if !plain.isEmpty { copies.append((stored, plain)) }
+                Self.store(copies, stores: stores, logger: logger, completion: completion)
             } catch {
+                logger.error("delivery failed", metadata: ["error": "\(error)"])
+                completion(SubmissionService.notStored)
+            }
+        }
+    }
+
+    /// Stores each copy for its mailboxes, one after the other; the first failure answers.
+    private static func store(_ copies: [(ByteBuffer, [MailboxTarget])], stores: CoreStores, logger: Logger,
+                              completion: @escaping @Sendable (DeliveryOutcome) -> Void) {
+        guard let (message, targets) = copies.first else { return completion(.accepted) }
+        let rest = Array(copies.dropFirst())
+        stores.mail.deliver(message, to: targets, writingFilesHere: true) { result in
+            switch result {
+            case .success:
+                logger.debug("message from the gateway stored", metadata: ["mailboxes": "\(targets.count)"])
+                store(rest, stores: stores, logger: logger, completion: completion)
+            case .failure(DeliveryFailure.mailboxFull):
+                completion(.rejected(SMTPReply(452, "4.2.2", "Mailbox full")))
+            case .failure(DeliveryFailure.mailboxGone):
+                completion(.rejected(SMTPReply(550, "5.1.1", "No such user here")))
+            case .failure(let error):
                 logger.error("delivery failed", metadata: ["error": "\(error)"])
                 completion(SubmissionService.notStored)
             }

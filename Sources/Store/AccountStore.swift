@@ -17,6 +17,10 @@ public struct Account: Sendable, Equatable {
     public var usedBytes: Int
     public var delayMode: DelayMode
     public var ircNick: String?
+    /// The nick's owner sent the bot its code (IRC-2): notices go to it.
+    public var ircVerified: Bool
+    /// The code to send from `ircNick`, while it is not verified and the code not expired.
+    public var ircCode: String?
     public var keyListing: Bool
     public var htmlSanitise: Bool
     /// nil: the configured default (QUOTA-1).
@@ -32,6 +36,9 @@ public struct Account: Sendable, Equatable {
         usedBytes = row["used_bytes"]
         delayMode = DelayMode(rawValue: row["delay_mode"]) ?? .defer
         ircNick = row["irc_nick"]
+        ircVerified = (row["irc_verified"] as Bool?) ?? false
+        let expires: Int64? = row["irc_code_expires"]
+        ircCode = (expires ?? 0) > Int64(Date().timeIntervalSince1970) ? row["irc_code"] : nil
         keyListing = row["key_listing"]
         htmlSanitise = row["html_sanitise"]
         internetQuota = row["internet_quota"]
@@ -242,6 +249,12 @@ public final class AccountStore: Sendable {
                     && !(value.first!.isNumber || value.first! == "-"))
                 guard valid else { throw AccountError.invalidSetting("irc_nick: not a valid IRC nickname (RFC 2812 2.3.1)") }
                 assignments.append(("irc_nick", value.isEmpty ? nil : value))
+                // A new nick must be verified again, with a new code (IRC-2).
+                if value != account.ircNick {
+                    assignments.append(("irc_verified", false))
+                    assignments.append(("irc_code", value.isEmpty ? nil : Self.ircCode()))
+                    assignments.append(("irc_code_expires", value.isEmpty ? nil : Int64(Date().timeIntervalSince1970) + Self.ircCodeLifetime))
+                }
             case "key_listing", "html_sanitise":
                 guard let flag = ["on": true, "yes": true, "true": true, "off": false, "no": false, "false": false][value] else {
                     throw AccountError.invalidSetting("\(key): expected on or off")
@@ -263,6 +276,42 @@ public final class AccountStore: Sendable {
                 try db.execute(sql: "UPDATE account SET \(column) = ? WHERE id = ?", arguments: [value, account.id])
             }
             return Account(row: try Row.fetchOne(db, sql: "SELECT * FROM account WHERE id = ?", arguments: [account.id])!)
+        }
+    }
+
+    /// How long an IRC code stays valid.
+    public static let ircCodeLifetime: Int64 = 7 * 86400
+
+    /// 8 characters of base32 (RFC 4648 alphabet): easy to type into an IRC client.
+    static func ircCode() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        var random = SystemRandomNumberGenerator()
+        return String((0..<8).map { _ in alphabet[Int(random.next(upperBound: UInt64(alphabet.count)))] })
+    }
+
+    /// The account and nick a pending, unexpired IRC code belongs to.
+    public func pendingIRCCode(_ code: String) throws -> (account: String, nick: String)? {
+        let now = Int64(Date().timeIntervalSince1970)
+        return try folder.database.read { db in
+            try Row.fetchOne(db, sql: "SELECT name, irc_nick FROM account WHERE irc_code = ? AND irc_code_expires > ? AND irc_nick IS NOT NULL",
+                             arguments: [code.uppercased(), now]).map { ($0["name"], $0["irc_nick"]) }
+        }
+    }
+
+    /// The code was sent from the nick: notices start; the code is spent.
+    public func markIRCVerified(_ name: String, nick: String) throws {
+        try folder.database.write { db in
+            try db.execute(sql: "UPDATE account SET irc_verified = 1, irc_code = NULL, irc_code_expires = NULL WHERE name = ? AND irc_nick = ?",
+                           arguments: [name, nick])
+        }
+        generation.bump()
+    }
+
+    /// Every verified nick, account → nick (loaded by the bot at start).
+    public func verifiedIRCNicks() throws -> [String: String] {
+        try folder.database.read { db in
+            Dictionary(try Row.fetchAll(db, sql: "SELECT name, irc_nick FROM account WHERE irc_verified = 1 AND irc_nick IS NOT NULL")
+                .map { ($0["name"] as String, $0["irc_nick"] as String) }, uniquingKeysWith: { first, _ in first })
         }
     }
 

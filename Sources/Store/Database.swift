@@ -117,6 +117,16 @@ public final class DataFolder: Sendable {
                 ALTER TABLE account ADD COLUMN internet_credit INTEGER NOT NULL DEFAULT 0;
                 """)
         }
+        migrator.registerMigration("v4-irc") { db in
+            // IRC-2: a nick gets notices only once its owner sent the bot the one-time code from
+            // it. The code waits here (the account page and the CLI make it; the bot checks it).
+            try db.execute(sql: """
+                ALTER TABLE account ADD COLUMN irc_verified INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE account ADD COLUMN irc_code TEXT;
+                ALTER TABLE account ADD COLUMN irc_code_expires INTEGER;
+                CREATE INDEX account_irc_code ON account(irc_code) WHERE irc_code IS NOT NULL;
+                """)
+        }
         return migrator
     }
 }

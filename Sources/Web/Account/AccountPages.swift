@@ -22,6 +22,8 @@ public struct AccountPagesSettings: Sendable {
     public var defaultDelay: DelayMode
     public var quarantineDays: Int
     public var sessionIdle: Double
+    /// The notification bot's nick, when the server runs one (IRC-1).
+    public var ircBotNick: String?
 
     public init(domain: String, mailboxQuota: Int, internetQuota: Int, signupBits: Int, signupsPerHour: Int,
                 defaultDelay: DelayMode, quarantineDays: Int, sessionIdle: Double = 1800) {
@@ -33,6 +35,12 @@ public struct AccountPagesSettings: Sendable {
         self.defaultDelay = defaultDelay
         self.quarantineDays = quarantineDays
         self.sessionIdle = sessionIdle
+    }
+
+    public func with(ircBotNick: String?) -> AccountPagesSettings {
+        var copy = self
+        copy.ircBotNick = ircBotNick
+        return copy
     }
 }
 
@@ -139,8 +147,12 @@ public final class AccountPages: Sendable {
         router.post("/account/irc") { [self] request, _ in
             try await change(request) { form, name in
                 let nick = try form.optional("irc_nick", label: "IRC nick", maximum: 30).trimmingCharacters(in: .whitespaces)
-                _ = try await self.onWorkers { try self.accounts.apply(settings: [("irc_nick", nick)], to: name) }
-                return nick.isEmpty ? "IRC notices turned off." : "IRC nick saved: \(nick)."
+                let account = try await self.onWorkers { try self.accounts.apply(settings: [("irc_nick", nick)], to: name) }
+                if nick.isEmpty { return "IRC notices turned off." }
+                if let code = account.ircCode {
+                    return "IRC nick saved: \(nick). Notices start once you send the bot this code from that nick: /msg \(self.settings.ircBotNick ?? "postman") \(code)"
+                }
+                return "IRC nick saved: \(nick)."
             }
         }
         router.post("/account/options") { [self] request, _ in
@@ -319,6 +331,16 @@ public final class AccountPages: Sendable {
             ["value": mode.mode.rawValue, "title": mode.title, "explanation": mode.explanation, "checked": mode.mode == account.delayMode] as [String: Any]
         }
         context["ircNick"] = account.ircNick ?? ""
+        if account.ircNick != nil {
+            if account.ircVerified {
+                context["ircStatus"] = "Verified: notices go to this nick."
+            } else if let code = account.ircCode {
+                context["ircStatus"] = "Not verified yet. From this nick, send the bot its code: /msg \(settings.ircBotNick ?? "postman") \(code)"
+            } else {
+                context["ircStatus"] = "Not verified, and its code has expired: save the nick again for a new one."
+            }
+        }
+        if settings.ircBotNick == nil { context["ircOff"] = true }
         context["htmlSanitise"] = account.htmlSanitise
         context["keyListing"] = account.keyListing
         return pages.page("account", context)

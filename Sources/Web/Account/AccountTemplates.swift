@@ -86,8 +86,10 @@ enum AccountTemplates {
         \(csrf)
         <label for="irc_nick">IRC nick</label>
         <input type="text" id="irc_nick" name="irc_nick" value="{{ircNick}}" maxlength="30">
+        {{#ircStatus}}<p id="irc-status"><strong>{{ircStatus}}</strong></p>{{/ircStatus}}
         <p class="hint">The notification bot tells this nick "1 new message for {{address}}" — never a sender or subject.
-        Leave empty for no notices.</p>
+        To prove the nick is yours, you send the bot a one-time code from it. Leave empty for no notices.</p>
+        {{#ircOff}}<p class="hint">This server runs no notification bot at the moment; the nick is kept for when it does.</p>{{/ircOff}}
         <button type="submit">Save nick</button>
       </form>
     </section>

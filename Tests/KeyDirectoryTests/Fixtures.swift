@@ -1,0 +1,159 @@
+// Real keys made once with gpg 2.2.40 in a throwaway GNUPGHOME (the commands are in the comments of
+// KeyDirectoryTests.swift); expected values are what `gpg --with-colons --fingerprint` printed.
+// The system clock read 2026-11-30 when they were made.
+
+enum Fixtures {
+    static let aliceRSA = """
+    -----BEGIN PGP PUBLIC KEY BLOCK-----
+    
+    mQENBGsMzHgBCACw98a8hxY0Vo1gaapfllt54MFLWTzUzwU9/FsWF+enYywGMDHY
+    qJ9Bx7HBVIb9INwVTioQl6ZXGoc/28PbJ0eQ+1kcQXHKhSsznUMtOV95DScAU4HZ
+    imZxjp4HlyePzoWGXBE0aS/CxzChYHwJIyjvqWZrPzYnoBkNY6I7oqRU3ry9roWO
+    p7GwBE9TBT4d7W8XAWyX/3/IwwTIYcwXD48iSZs5qUTSB3pwD/HsEVvZ4+pZLcIt
+    dySWRRLS6QKRwi7tfI8lq1qQm1iaIE2zFVuqxOwNtpRYQ8ju94A8hD8U30wqMWch
+    zF3yzLubY7qa6bgU0xOrZwAL9GXZxaYo4+EbABEBAAG0FkFsaWNlIDxhbGljZUBt
+    YWlsLmkycD6JAU4EEwEKADgWIQRd2SxSDWfQ9FoxxQw/EOqrOTRb5gUCawzMeAIb
+    AwULCQgHAgYVCgkICwIEFgIDAQIeAQIXgAAKCRA/EOqrOTRb5vhtCACZtphCniRj
+    Eo3/yp545zcuNqk7zZp50MaAzXJtexU0qOPwue7JPvwb5QwuFihceY3bnG3dMXxY
+    FirQm7vB6L/MvXtg7YCWPgm5C3gOM9o2KNNamO3kcs4j90Ox6KbN3feexeTIJyUs
+    7wQQcwNvTkAsos9DuYV8O0J2FkmhT2btHu737i4wgxSoS+3vCaf/RgHxrH4zKreD
+    2xQoQPjUFr1ox7gTLzkoNq25+Gs2G3vKOm/kvLCROB6rXQzq9+pm17OHA/Nw4uDY
+    vLii1iAaYnrnHIjqf204ngaibVQF/hlEHcRA2Ygf/cclxPmeH5RJCIWip1VkHjCm
+    egr4klihO20wuQENBGsMzHkBCADIep7S1bUpxbaJcpCqJ9NlhzqXhi3pw0bBo1ur
+    npclY794hiRps8EhmgAUhAz8YO4td1CA/O5yChslOy5+CcUa8IUqTHPjqHsBM+/e
+    vcII6mqywrmVz7B9a4k5dG45GKGL/CZR160JVKRqPlakxzP35QRxncj609+El2G9
+    fb88fQtmOnb7IYgVa6zvtg/l92PuOGa3SUAwoneR6PPVGMPeVue5hjOvrqtsruhx
+    cZBVnzdZve7+Q1DWpjG4rATfW/Y6Dnl3kWbSYSdFNlb6A78wz9ruGQtMeZW+vr2A
+    P1oKBJuEeECCd3L3P/wMH3AnoC2ZtgNHMfCIVU9whpdhI1FzABEBAAGJATYEGAEK
+    ACAWIQRd2SxSDWfQ9FoxxQw/EOqrOTRb5gUCawzMeQIbDAAKCRA/EOqrOTRb5h5S
+    B/97bW4Ao78cCMXx71i+r7srtNHSGaqEyubpMecXxAyDvAQh+eB7MZdMJMWuA5kE
+    /x43ypRMjNfeh0kVK1YZmpCIyoOYeh6UFTHiZ8sz23UO/IN7XoUOKClQM5kXwY2O
+    ZNsCOC6QdiM0sNJn1Qkz0i2p5i1u55XPQnoehJ3cue0SSvPDHywTAlGXRV+MYqyU
+    mZdCm/LMfh/DW0JTIjJccaUj+VyH3YX3mz361+mYR9xmNkx4gDblX4QWAADwYKPf
+    VH+QHWBOu66+Fzq9Bf27lAE5AvdAJ91Uha8WBFhZ3Zn2t1yzYMUhw7Li7aPCfmEz
+    MVyyHfvi4lY3ohdJD0keFNWS
+    =xQpD
+    -----END PGP PUBLIC KEY BLOCK-----
+    """
+
+    static let bobEd25519 = """
+    -----BEGIN PGP PUBLIC KEY BLOCK-----
+    
+    mDMEawzMeRYJKwYBBAHaRw8BAQdAceQomXB9nMn13uwhf+IHWHuT0qIKsByXrMio
+    Vc7oLv20GkJvYiBCdWlsZGVyIDxib2JAbWFpbC5pMnA+iJAEExYIADgWIQQfjuc+
+    MgM4EZ3fF0ZvOfihOnOSPwUCawzMeQIbAwULCQgHAgYVCgkICwIEFgIDAQIeAQIX
+    gAAKCRBvOfihOnOSP3cxAQCrM6hKLnPrIKfazk0i9/6H9aAThIRrzZaUXBpQliHc
+    zAEAz+6+dsH0ece3EO02WeDr3PA89v5RkD0N5mtCc/9eTQm4OARrDMx5EgorBgEE
+    AZdVAQUBAQdAWz3eIqhjSBlkxUy/srUQTNPw0P5yGbfhQlAL1+Uvs24DAQgHiHgE
+    GBYIACAWIQQfjuc+MgM4EZ3fF0ZvOfihOnOSPwUCawzMeQIbDAAKCRBvOfihOnOS
+    PxMEAP90EMTWLEx73PGSEXpepsWnOoTA1XFOHk7EKUmWSB8ebgD+NuCc260BE+KS
+    I8VVSzhhCVVpCKfl3L2gZnEQsy1iDw0=
+    =SfzJ
+    -----END PGP PUBLIC KEY BLOCK-----
+    """
+
+    static let daveExpired = """
+    -----BEGIN PGP PUBLIC KEY BLOCK-----
+    
+    mDMEXgvhABYJKwYBBAHaRw8BAQdAwSqpnqAt9sxs9bwfUmRBtrJKpNX9tW7gTuVG
+    StYoGqG0DWRhdmVAbWFpbC5pMnCIlgQTFggAPhYhBAw8TFOulAUwA+SXyiih679k
+    nq13BQJeC+EAAhsDBQkAAVGABQsJCAcCBhUKCQgLAgQWAgMBAh4BAheAAAoJECih
+    679knq13v10A/1njU6g6/RpVMsNZZa604R+RCrRQFADzR/luviUZsnQKAQDQXgIv
+    8bT1FYYrmAX5kRjhrTOIVTnZNhGDDxjX9Qn5BQ==
+    =bdKM
+    -----END PGP PUBLIC KEY BLOCK-----
+    """
+
+    static let erinTwoUIDs = """
+    -----BEGIN PGP PUBLIC KEY BLOCK-----
+    
+    mDMEawzMeRYJKwYBBAHaRw8BAQdA16rv72lItjgwogNuYGV/To472jhVlP1gXLhM
+    lFi6OKm0FEVyaW4gPGVyaW5AbWFpbC5pMnA+iJAEExYIADgWIQRIBT5hhh4jqaf/
+    GTzs9nFwQNiGewUCawzMeQIbAwULCQgHAgYVCgkICwIEFgIDAQIeAQIXgAAKCRDs
+    9nFwQNiGe1gAAQCZr9L3jFTvGTchBRqxNwLuvsKq7RdQA6b9/HE8wlaxlQD/ZdyO
+    Uyy0nhbdXtQlu3hYPawKzP7ArGT2Ig0wFgJGnwu0IUVyaW4gRWxzZXdoZXJlIDxl
+    cmluQGV4YW1wbGUub3JnPoiQBBMWCAA4FiEESAU+YYYeI6mn/xk87PZxcEDYhnsF
+    AmsMzHkCGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AACgkQ7PZxcEDYhnvUugD/
+    dkaKMB63pk8xUhqHEm4B5hIdRQJPEHjRGK/spaM6/DgBAKt+LhpGtfxk1zrL4pkJ
+    SfkYOEYnUC4u8Z2mZpH5VUgH
+    =sJeL
+    -----END PGP PUBLIC KEY BLOCK-----
+    """
+
+    static let bobCertifiedByCarol = """
+    -----BEGIN PGP PUBLIC KEY BLOCK-----
+    
+    mDMEawzMeRYJKwYBBAHaRw8BAQdAceQomXB9nMn13uwhf+IHWHuT0qIKsByXrMio
+    Vc7oLv20GkJvYiBCdWlsZGVyIDxib2JAbWFpbC5pMnA+iJAEExYIADgWIQQfjuc+
+    MgM4EZ3fF0ZvOfihOnOSPwUCawzMeQIbAwULCQgHAgYVCgkICwIEFgIDAQIeAQIX
+    gAAKCRBvOfihOnOSP3cxAQCrM6hKLnPrIKfazk0i9/6H9aAThIRrzZaUXBpQliHc
+    zAEAz+6+dsH0ece3EO02WeDr3PA89v5RkD0N5mtCc/9eTQmIdQQQFggAHRYhBDRe
+    LzylBsys7j+f9oEFfkbdrEgDBQJrDMx5AAoJEIEFfkbdrEgDPyYBALE6QX6Kqgnt
+    0EhJy22t28H9c+JWG/f12o8EECwZWW/PAP4z0vPMo4ZWOgaG2LkIHc3kLUyhARf+
+    U64r+MkCXrDrBrg4BGsMzHkSCisGAQQBl1UBBQEBB0BbPd4iqGNIGWTFTL+ytRBM
+    0/DQ/nIZt+FCUAvX5S+zbgMBCAeIeAQYFggAIBYhBB+O5z4yAzgRnd8XRm85+KE6
+    c5I/BQJrDMx5AhsMAAoJEG85+KE6c5I/EwQA/3QQxNYsTHvc8ZIRel6mxac6hMDV
+    cU4eTsQpSZZIHx5uAP424JzbrQET4pIjxVVLOGEJVWkIp+XcvaBmcRCzLWIPDQ==
+    =2BEi
+    -----END PGP PUBLIC KEY BLOCK-----
+    """
+
+    static let bobSecret = """
+    -----BEGIN PGP PRIVATE KEY BLOCK-----
+    
+    lFgEawzMeRYJKwYBBAHaRw8BAQdAceQomXB9nMn13uwhf+IHWHuT0qIKsByXrMio
+    Vc7oLv0AAQDeySEPdH5xYWVIqMTaNHlQYRgfW5IYvHJo7NdDJ+0/2Q7xtBpCb2Ig
+    QnVpbGRlciA8Ym9iQG1haWwuaTJwPoiQBBMWCAA4FiEEH47nPjIDOBGd3xdGbzn4
+    oTpzkj8FAmsMzHkCGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AACgkQbzn4oTpz
+    kj93MQEAqzOoSi5z6yCn2s5NIvf+h/WgE4SEa82WlFwaUJYh3MwBAM/uvnbB9HnH
+    txDtNlng69zwPPb+UZA9DeZrQnP/Xk0JiHUEEBYIAB0WIQQ0Xi88pQbMrO4/n/aB
+    BX5G3axIAwUCawzMeQAKCRCBBX5G3axIAz8mAQCxOkF+iqoJ7dBIScttrdvB/XPi
+    Vhv39dqPBBAsGVlvzwD+M9LzzKOGVjoGhti5CB3N5C1MoQEX/lOuK/jJAl6w6wac
+    XQRrDMx5EgorBgEEAZdVAQUBAQdAWz3eIqhjSBlkxUy/srUQTNPw0P5yGbfhQlAL
+    1+Uvs24DAQgHAAD/RdWfqVSzd6UQhhZryKPnsGF9Rg11buwCaTcT1GD3WAgP3Yh4
+    BBgWCAAgFiEEH47nPjIDOBGd3xdGbzn4oTpzkj8FAmsMzHkCGwwACgkQbzn4oTpz
+    kj8TBAD/dBDE1ixMe9zxkhF6XqbFpzqEwNVxTh5OxClJlkgfHm4A/jbgnNutARPi
+    kiPFVUs4YQlVaQin5dy9oGZxELMtYg8N
+    =xreu
+    -----END PGP PRIVATE KEY BLOCK-----
+    """
+
+    static let aliceAndCarol = """
+    -----BEGIN PGP PUBLIC KEY BLOCK-----
+    
+    mQENBGsMzHgBCACw98a8hxY0Vo1gaapfllt54MFLWTzUzwU9/FsWF+enYywGMDHY
+    qJ9Bx7HBVIb9INwVTioQl6ZXGoc/28PbJ0eQ+1kcQXHKhSsznUMtOV95DScAU4HZ
+    imZxjp4HlyePzoWGXBE0aS/CxzChYHwJIyjvqWZrPzYnoBkNY6I7oqRU3ry9roWO
+    p7GwBE9TBT4d7W8XAWyX/3/IwwTIYcwXD48iSZs5qUTSB3pwD/HsEVvZ4+pZLcIt
+    dySWRRLS6QKRwi7tfI8lq1qQm1iaIE2zFVuqxOwNtpRYQ8ju94A8hD8U30wqMWch
+    zF3yzLubY7qa6bgU0xOrZwAL9GXZxaYo4+EbABEBAAG0FkFsaWNlIDxhbGljZUBt
+    YWlsLmkycD6JAU4EEwEKADgWIQRd2SxSDWfQ9FoxxQw/EOqrOTRb5gUCawzMeAIb
+    AwULCQgHAgYVCgkICwIEFgIDAQIeAQIXgAAKCRA/EOqrOTRb5vhtCACZtphCniRj
+    Eo3/yp545zcuNqk7zZp50MaAzXJtexU0qOPwue7JPvwb5QwuFihceY3bnG3dMXxY
+    FirQm7vB6L/MvXtg7YCWPgm5C3gOM9o2KNNamO3kcs4j90Ox6KbN3feexeTIJyUs
+    7wQQcwNvTkAsos9DuYV8O0J2FkmhT2btHu737i4wgxSoS+3vCaf/RgHxrH4zKreD
+    2xQoQPjUFr1ox7gTLzkoNq25+Gs2G3vKOm/kvLCROB6rXQzq9+pm17OHA/Nw4uDY
+    vLii1iAaYnrnHIjqf204ngaibVQF/hlEHcRA2Ygf/cclxPmeH5RJCIWip1VkHjCm
+    egr4klihO20wuQENBGsMzHkBCADIep7S1bUpxbaJcpCqJ9NlhzqXhi3pw0bBo1ur
+    npclY794hiRps8EhmgAUhAz8YO4td1CA/O5yChslOy5+CcUa8IUqTHPjqHsBM+/e
+    vcII6mqywrmVz7B9a4k5dG45GKGL/CZR160JVKRqPlakxzP35QRxncj609+El2G9
+    fb88fQtmOnb7IYgVa6zvtg/l92PuOGa3SUAwoneR6PPVGMPeVue5hjOvrqtsruhx
+    cZBVnzdZve7+Q1DWpjG4rATfW/Y6Dnl3kWbSYSdFNlb6A78wz9ruGQtMeZW+vr2A
+    P1oKBJuEeECCd3L3P/wMH3AnoC2ZtgNHMfCIVU9whpdhI1FzABEBAAGJATYEGAEK
+    ACAWIQRd2SxSDWfQ9FoxxQw/EOqrOTRb5gUCawzMeQIbDAAKCRA/EOqrOTRb5h5S
+    B/97bW4Ao78cCMXx71i+r7srtNHSGaqEyubpMecXxAyDvAQh+eB7MZdMJMWuA5kE
+    /x43ypRMjNfeh0kVK1YZmpCIyoOYeh6UFTHiZ8sz23UO/IN7XoUOKClQM5kXwY2O
+    ZNsCOC6QdiM0sNJn1Qkz0i2p5i1u55XPQnoehJ3cue0SSvPDHywTAlGXRV+MYqyU
+    mZdCm/LMfh/DW0JTIjJccaUj+VyH3YX3mz361+mYR9xmNkx4gDblX4QWAADwYKPf
+    VH+QHWBOu66+Fzq9Bf27lAE5AvdAJ91Uha8WBFhZ3Zn2t1yzYMUhw7Li7aPCfmEz
+    MVyyHfvi4lY3ohdJD0keFNWSmDMEawzMeRYJKwYBBAHaRw8BAQdA7LGsEpa39zDa
+    Sg0d2ieV1XwYCM7hrlW65PznK/dAW4e0FkNhcm9sIDxjYXJvbEBtYWlsLmkycD6I
+    kAQTFggAOBYhBDReLzylBsys7j+f9oEFfkbdrEgDBQJrDMx5AhsDBQsJCAcCBhUK
+    CQgLAgQWAgMBAh4BAheAAAoJEIEFfkbdrEgDp9oA/iwHSmJEc5SRut5l3MV4R5Lr
+    cLmm1PYDv23ro6Jz3n7FAP4l29q585XBcs43CbxQFFhSm7NFHX3SAOQQeH1sGl9s
+    Dw==
+    =7xpi
+    -----END PGP PUBLIC KEY BLOCK-----
+    """
+
+}
