@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
@@ -97,9 +98,11 @@ let package = Package(
         // The web (WEB-1, WEB-2): account pages served by the core and the webmail on the user's
         // machine, both Hummingbird apps with mustache templates; sessions, CSRF, security headers.
         .target(name: "Web", dependencies: [
-            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Wire", "Delivery",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Wire", "Delivery", "KeyDirectory",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Mustache", package: "swift-mustache"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "CryptoExtras", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -111,7 +114,7 @@ let package = Package(
         .target(name: "KeyDirectory", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Composition root: configuration, wiring, lifecycle, CLI commands.
         .target(name: "PosternApp", dependencies: [
-            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P", "Wire", "Web", "Scan", "Notify",
+            "MailCore", "Privacy", "Store", "SMTP", "POP3", "Delivery", "Gateway", "I2P", "Wire", "Web", "Scan", "Notify", "KeyDirectory",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -6,13 +6,14 @@ import Logging
 import MailCore
 import ServiceLifecycle
 import Store
+import Web
 
 /// `postern`: one executable, one role per sub-command (SPEC section 1, CLI-1).
 public struct PosternCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "postern",
         abstract: "Anonymous e-mail for the I2P network.",
-        subcommands: [Serve.self, WebmailCommand.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, HashcashCommand.self, GatewayCommand.self, I2PCommand.self])
+        subcommands: [Serve.self, WebmailCommand.self, CheckConfig.self, AccountCommand.self, QueueCommand.self, KeysCommand.self, HashcashCommand.self, GatewayCommand.self, I2PCommand.self])
 
     public init() {}
 }
@@ -352,6 +353,65 @@ struct QueueCommand: AsyncParsableCommand {
             let (_, queue) = try QueueCommand.open(options)
             let count = try queue.delete(ids: try QueueCommand.ids(ids))
             print("deleted \(messageCount(count))")
+        }
+    }
+}
+
+/// `postern keys import|list|remove` (KEYS-1): the operator's side of the key book.
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "keys", abstract: "Publish, list and remove OpenPGP keys in the key book.",
+                                                    subcommands: [Import.self, List.self, Remove.self])
+
+    static func open(_ options: CommonOptions) throws -> (PosternConfiguration, KeyBook) {
+        let (config, store) = try AccountCommand.open(options)
+        return (config, KeyBook(accounts: store))
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish NAME's public key from FILE (or standard input), armoured or binary; only the user ID with NAME's address is kept.")
+        @OptionGroup var options: CommonOptions
+        @Argument var name: String
+        @Argument(help: "The key file; - or nothing for standard input.") var file: String?
+
+        func run() async throws {
+            let (config, book) = try KeysCommand.open(options)
+            let account = try AccountCommand.run { try book.accounts.require(name) }
+            let data: Data?
+            if let file, file != "-" { data = FileManager.default.contents(atPath: file) } else { data = FileHandle.standardInput.readDataToEndOfFile() }
+            guard let data, !data.isEmpty else { throw UserError("no key to read from \(file ?? "standard input")") }
+            let key: StoredKey
+            do {
+                key = try KeyBookPages.prepare(Array(data), account: account.name, domain: config.domain, now: Int64(Date().timeIntervalSince1970))
+            } catch {
+                throw UserError("refused: \(error)")
+            }
+            try AccountCommand.run { try book.publish(key) }
+            print("published \(key.fingerprint) for \(key.userID)\(account.keyListing ? "" : " (not listed: postern account set \(account.name) key_listing=on)")")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the published keys.")
+        @OptionGroup var options: CommonOptions
+
+        func run() async throws {
+            let (_, book) = try KeysCommand.open(options)
+            for (key, listed) in try AccountCommand.run({ try book.all() }) {
+                print("\(key.accountName)  \(key.fingerprint)  \(listed ? "listed" : "not listed")  \(key.userID)")
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove NAME's key from the key book.")
+        @OptionGroup var options: CommonOptions
+        @Argument var name: String
+
+        func run() async throws {
+            let (_, book) = try KeysCommand.open(options)
+            let removed = try AccountCommand.run { try book.remove(name) }
+            print(removed ? "removed the key of \(name.lowercased())" : "\(name.lowercased()) had no key")
         }
     }
 }

@@ -77,7 +77,7 @@ public final class CoreService: Service {
                 let pages = try AccountPages(accounts: stores.accounts, authenticator: stores.authenticator, queue: stores.queue,
                                              workers: stores.workers,
                                              settings: accountPagesSettings().with(ircBotNick: configuration.ircServer != nil || configuration.ircDestination != nil ? configuration.ircNick : nil),
-                                             logger: logger)
+                                             logger: logger, keyBook: KeyBook(accounts: stores.accounts))
                 let listen = configuration.webListen
                 let web = try await WebServer.start { onRunning in pages.application(host: listen.host, port: listen.port, onRunning: onRunning) }
                 webTask = web.task

@@ -127,6 +127,24 @@ public final class DataFolder: Sendable {
                 CREATE INDEX account_irc_code ON account(irc_code) WHERE irc_code IS NOT NULL;
                 """)
         }
+        migrator.registerMigration("v5-keys") { db in
+            // KEYS-1: one published OpenPGP key per account, as the key book serves it (already
+            // filtered to the account's own user ID); it goes with the account (ACCT-4).
+            try db.execute(sql: """
+                CREATE TABLE openpgp_key (
+                    account_id INTEGER PRIMARY KEY REFERENCES account(id) ON DELETE CASCADE,
+                    fingerprint TEXT NOT NULL,
+                    key_ids TEXT NOT NULL,
+                    algorithm INTEGER NOT NULL,
+                    bits INTEGER,
+                    created INTEGER NOT NULL,
+                    expires INTEGER,
+                    user_id TEXT NOT NULL,
+                    key BLOB NOT NULL
+                );
+                CREATE INDEX openpgp_key_fingerprint ON openpgp_key(fingerprint);
+                """)
+        }
         return migrator
     }
 }

@@ -106,6 +106,14 @@ def zone(records: dict[str, str]) -> list[tuple]:
     return out
 
 
+def merge_sections(base: dict, extra: dict | None) -> dict:
+    """A copy of BASE ({section: {key: value}}) with EXTRA's keys set over it, section by section."""
+    out = {section: dict(keys) for section, keys in base.items()}
+    for section, keys in (extra or {}).items():
+        out.setdefault(section, {}).update(keys)
+    return out
+
+
 class GatewayProcess:
     """`postern gateway --config FILE` on its own folder; waits for its two listening lines."""
 
@@ -283,8 +291,11 @@ class _RemoteMXHandler(socketserver.StreamRequestHandler):
 class Lab:
     """Everything above, started in order and stopped in reverse."""
 
-    def __init__(self, make_server, sam: str | None = None):
-        """With `sam` ("127.0.0.1:PORT"), the core⇄gateway link runs over I2P (issue 8)."""
+    def __init__(self, make_server, sam: str | None = None, core_extra: dict | None = None,
+                 gateway_extra: dict | None = None):
+        """With `sam` ("127.0.0.1:PORT"), the core⇄gateway link runs over I2P (issue 8).
+        `core_extra` / `gateway_extra` ({section: {key: value}}) are merged into the
+        core's and the gateway's configuration (e.g. `{"scan": {"clamd": "127.0.0.1:PORT"}}`)."""
         if os.geteuid() != 0:
             raise AssertionError("the gateway suite needs root (port 25, Postfix): run it as CI does")
         if shutil.which("postfix") is None:
@@ -324,8 +335,8 @@ class Lab:
             gateway_i2p = {"i2p": {"sam": sam, "core": link, "keys_dir": str(gateway_keys), "options": OFFLINE_I2P_OPTIONS}}
             self.link_name, self.door_name = link, door_name
         # The core first (the gateway needs its port); it reaches the gateway only when mail is queued.
-        self.core = make_server(core_overrides, name="core")
-        self.gateway = GatewayProcess(self.folder, {**gateway_i2p,
+        self.core = make_server(merge_sections(core_overrides, core_extra), name="core")
+        self.gateway_sections = merge_sections({**gateway_i2p,
             "server": {"domain": "mail.i2p", "internet_domain": "i2pmail.org", "log_level": "info"},
             "queue": {"retry_first": "1s", "retry_max": "2s", "delay_notice_after": "3s", "give_up_after": "8s"},
             "gateway": {
@@ -336,9 +347,18 @@ class Lab:
                 "outbound_address": GATEWAY_ADDRESS, "dnsbl": ["bl.test"],
                 "max_message_size": "64KiB", "max_recipients": 2,
             } | ({} if not sam else {"core": None, "core_listen": None}),
-        }).start()
-        self.stopped.append(self.gateway.stop)
+        }, gateway_extra)
+        self.gateway = GatewayProcess(self.folder, self.gateway_sections).start()
+        self.stopped.append(lambda: self.gateway.stop())
         self.door = door
+
+    def restart_gateway(self, changes: dict) -> GatewayProcess:
+        """Stop the gateway and start it again with CHANGES merged into its configuration (a key
+        set to None is left out); its folder, queue and ports stay the same."""
+        self.gateway.stop()
+        self.gateway_sections = merge_sections(self.gateway_sections, changes)
+        self.gateway = GatewayProcess(self.folder, self.gateway_sections).start()
+        return self.gateway
 
     def close(self) -> None:
         for stop in reversed(self.stopped):

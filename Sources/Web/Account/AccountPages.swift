@@ -1,6 +1,7 @@
 import Delivery
 import Foundation
 import HTTPTypes
+import KeyDirectory
 import Hummingbird
 import Logging
 import MailCore
@@ -88,9 +89,13 @@ public final class AccountPages: Sendable {
     let sessions: WebSessionStore<AccountVisitor>
     let pages: PageRenderer
     let limiter: NIOLockedValueBox<SignupLimiter>
+    /// The key book (KEYS), when the server keeps one.
+    let keyBook: KeyBook?
 
     public init(accounts: AccountStore, authenticator: Authenticator, queue: OutboundQueue, workers: NIOThreadPool,
-                settings: AccountPagesSettings, logger: Logger, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) throws {
+                settings: AccountPagesSettings, logger: Logger, keyBook: KeyBook? = nil,
+                now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) throws {
+        self.keyBook = keyBook
         self.accounts = accounts
         self.authenticator = authenticator
         self.queue = queue
@@ -174,12 +179,37 @@ public final class AccountPages: Sendable {
             return pages.page("delete", context)
         }
         router.post("/account/delete") { [self] request, _ in try await deleteAccount(request) }
+        if let keyBook {
+            let workers = self.workers
+            KeyBookPages(book: keyBook, domain: settings.domain, pages: pages,
+                         workers: { work in try await workers.runIfActive(work) }, now: now).register(on: router)
+            router.post("/account/key") { [self] request, _ in
+                guard let session = signedIn(request), let name = session.payload.account else { return Response.seeOther("/login") }
+                let form = try await request.form(upTo: 256 * 1024)
+                guard session.acceptsCSRF(form["csrf"]) else { return staleForm() }
+                var upload = form.files.first { $0.field == "keyfile" }?.data ?? []
+                if upload.isEmpty { upload = Array((form["armored"] ?? "").utf8) }
+                guard !upload.isEmpty else { throw FormError("Choose a key file or paste the key.") }
+                let key = try KeyBookPages.prepare(upload, account: name, domain: settings.domain, now: Int64(now()))
+                try await onWorkers { try keyBook.publish(key) }
+                sessions.update(session.id) { $0.notice = "Key \(KeyBookPages.grouped(key.fingerprint)) published for \(key.userID)." }
+                return Response.seeOther("/account#key")
+            }
+            router.post("/account/key/remove") { [self] request, _ in
+                guard let session = signedIn(request), let name = session.payload.account else { return Response.seeOther("/login") }
+                let form = try await request.form(upTo: Self.formLimit)
+                guard session.acceptsCSRF(form["csrf"]) else { return staleForm() }
+                let removed = try await onWorkers { try keyBook.remove(name) }
+                sessions.update(session.id) { $0.notice = removed ? "Key removed: nobody can look it up any more." : "There was no key to remove." }
+                return Response.seeOther("/account#key")
+            }
+        }
         return router
     }
 
     /// The app on `host`:`port`; `onRunning` gets the bound address.
     public func application(host: String, port: Int, onRunning: @escaping @Sendable (SocketAddress?) async -> Void) -> Application<RouterResponder<BasicRequestContext>> {
-        Application(router: router(), configuration: .init(address: .hostname(host, port: port), serverName: nil),
+        Application(router: router(), server: .postern(), configuration: .init(address: .hostname(host, port: port), serverName: nil),
                     onServerRunning: { channel in await onRunning(channel.localAddress) }, logger: logger)
     }
 
@@ -343,6 +373,16 @@ public final class AccountPages: Sendable {
         if settings.ircBotNick == nil { context["ircOff"] = true }
         context["htmlSanitise"] = account.htmlSanitise
         context["keyListing"] = account.keyListing
+        if let keyBook {
+            context["keyBook"] = true
+            if let key = try await onWorkers({ try keyBook.key(of: account.name) }) {
+                var row: [String: Any] = ["fingerprint": KeyBookPages.grouped(key.fingerprint), "created": KeyBookPages.day(key.created),
+                                          "algorithm": (try? KeyPublication.inspect(key.key)).map { $0.algorithm + ($0.bits.map { " \($0)" } ?? "") } ?? "",
+                                          "listed": account.keyListing]
+                if let expires = key.expires { row["expires"] = KeyBookPages.day(expires) }
+                context["key"] = row
+            }
+        }
         return pages.page("account", context)
     }
 

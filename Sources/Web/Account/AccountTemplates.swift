@@ -1,8 +1,34 @@
 /// The account pages' templates (WEB-1). Plain forms: everything works with JavaScript off.
 enum AccountTemplates {
     static let all: [String: String] = [
-        "home": home, "login": login, "signup": signup, "account": account, "delete": delete, "deleted": deleted,
+        "home": home, "login": login, "signup": signup, "account": account, "delete": delete, "deleted": deleted, "keys": keys,
     ]
+
+    static let keys = """
+    <h1>Key book</h1>
+    <section class="card">
+    <form method="get" action="/keys" id="key-search">
+      <label for="search">Address, fingerprint or key id</label>
+      <input type="text" id="search" name="search" value="{{search}}" maxlength="320" placeholder="alice@{{domain}}">
+      <button type="submit">Search</button>
+    </form>
+    <p class="hint">The OpenPGP keys users of {{domain}} chose to publish. With gpg:
+    <code>gpg --keyserver hkp://THIS-HOST --search-keys alice@{{domain}}</code>.</p>
+    </section>
+    {{#searched}}
+    {{#hasResults}}
+    <table class="list" id="keys">
+      <thead><tr><th>Address</th><th>Fingerprint</th><th>Key</th><th>Created</th><th>Expires</th></tr></thead>
+      <tbody>
+      {{#results}}
+      <tr><td>{{userID}}</td><td><a href="{{href}}"><code>{{fingerprint}}</code></a></td><td>{{algorithm}}</td><td>{{created}}</td><td>{{expires}}</td></tr>
+      {{/results}}
+      </tbody>
+    </table>
+    {{/hasResults}}
+    {{^hasResults}}<p class="hint" id="no-keys">No published key matches.</p>{{/hasResults}}
+    {{/searched}}
+    """
 
     static let csrf = #"<input type="hidden" name="csrf" value="{{csrf}}">"#
 
@@ -104,6 +130,31 @@ enum AccountTemplates {
         <button type="submit">Save options</button>
       </form>
     </section>
+
+    {{#keyBook}}
+    <section class="card" id="key">
+      <h2>OpenPGP key</h2>
+      {{#key}}
+      <p>Published: <code>{{fingerprint}}</code> — {{algorithm}}, created {{created}}{{#expires}}, expires {{expires}}{{/expires}}.
+      {{#listed}}Listed in the key book.{{/listed}}{{^listed}}<strong>Not listed</strong>: tick "List my OpenPGP key" above to let others find it.{{/listed}}</p>
+      <form method="post" action="/account/key/remove" class="inline">
+        \(csrf)
+        <button type="submit" class="secondary" id="remove-key">Remove the key</button>
+      </form>
+      {{/key}}
+      {{^key}}<p>No key published.</p>{{/key}}
+      <form method="post" action="/account/key" enctype="multipart/form-data" id="key-upload">
+        \(csrf)
+        <label for="keyfile">Public key file</label>
+        <input type="file" id="keyfile" name="keyfile">
+        <label for="armored">or paste it (ASCII armour)</label>
+        <textarea id="armored" name="armored" rows="6" maxlength="70000"></textarea>
+        <p class="hint">Export it with <code>gpg --export --armor {{address}}</code> — the public key only. Only the user ID with your
+        address is published; other user IDs and others' signatures are removed.</p>
+        <button type="submit">{{#key}}Replace the key{{/key}}{{^key}}Publish the key{{/key}}</button>
+      </form>
+    </section>
+    {{/keyBook}}
 
     <section class="card" id="password">
       <h2>Password</h2>
