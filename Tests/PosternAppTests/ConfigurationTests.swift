@@ -133,8 +133,9 @@ import Testing
         data_dir = "webmail-data"
         """
 
-    /// Every value of SPEC's example is the default, except the relay, which has none (no
-    /// `[relay]`: no Internet mail).
+    /// Every value of SPEC's example is the default, except the relay, clamd and the IRC server,
+    /// which have none (no `[relay]`: no Internet mail; no `[scan]`: no scanning; no `[irc]`: no
+    /// notices).
     @Test func specExampleIsValidAndMeansTheDefaults() throws {
         var expected = PosternConfiguration()
         expected.relay = HostPort(host: "127.0.0.1", port: 5026)
@@ -143,7 +144,10 @@ import Testing
         // An [i2p] section with a SAM bridge turns I2P on (the options are the example's own).
         expected.i2pSAM = HostPort(host: "127.0.0.1", port: 7656)
         expected.i2pOptions = ["inbound.length": "3", "outbound.length": "3"]
+        expected.scanClamd = "127.0.0.1:3310"
+        expected.ircServer = HostPort(host: "127.0.0.1", port: 6668)
         #expect(try PosternConfiguration.parse(Self.specExample) == expected)
+        #expect(PosternConfiguration().scanClamd == nil && PosternConfiguration().ircServer == nil)
         #expect(PosternConfiguration().relay == nil)
     }
 

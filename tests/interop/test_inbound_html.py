@@ -355,7 +355,8 @@ def test_single_part_latin1_base64_html_is_rewritten_too(lab, browser, tracker, 
     assert b"iso-8859-1" not in head and b"base64" not in head
     shown = html_of(stored)
     assert "Grüße aus Köln" in shown and "Händler" in shown
-    assert render(browser, tracker, shown, tmp_path / "single.html") == []
+    # (Only this message's paths count: a late request of an earlier page cannot blur the result.)
+    assert [r for r in render(browser, tracker, shown, tmp_path / "single.html") if "/c/single-" in r] == []
     assert tracker.url not in shown
     assert len(fetch_all(lab.core, user)) == 1
 
@@ -382,5 +383,6 @@ def test_html_in_multiparts_the_parser_will_not_read_is_made_harmless_too(lab, b
     shown = [p.get_content() for p in message.walk() if p.get_content_type() == "text/html"]
     assert shown, [p.get_content_type() for p in message.walk()]
     for i, html in enumerate(shown):
-        assert render(browser, tracker, html, tmp_path / f"hidden-{i}.html") == [], html[:300]
+        requests = render(browser, tracker, html, tmp_path / f"hidden-{i}.html")
+        assert [r for r in requests if "/c/hidden-" in r] == [], html[:300]
     assert tracker.url.encode() not in stored, "the tracking pixel reached the mailbox untouched"

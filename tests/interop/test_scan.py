@@ -17,6 +17,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import smtplib
+import socket
+import threading
 import time
 import uuid
 
@@ -24,7 +26,7 @@ import pytest
 
 from harness import HOST
 from internet import GATEWAY_ADDRESS, STRANGER, Lab
-from mailutil import fetch_all, header_fields, make_message, pop_stat, smtp_connect, wait_for_count
+from mailutil import header_fields, make_message, pop_stat, smtp_connect, wait_for_count
 from peers import Clamd
 
 UNSCANNED = "X-Postern-Scan: not scanned (the virus scanner was unavailable)"
@@ -192,6 +194,38 @@ def test_clamd_stopped_gives_a_temporary_failure_then_recovers(server, clamd, al
     assert code == 250, text
     [stored] = wait_for_count(server, bob, 1)
     assert header_values(stored, "X-Postern-Scan") == []
+
+
+def test_a_clamd_that_never_answers_is_unavailable_after_the_timeout(make_server):
+    """Something accepts on clamd's address and then says nothing: `451 4.3.0` after [scan]
+    timeout, not a hung SMTP session."""
+    silent = socket.create_server((HOST, 0))
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = silent.accept()
+            except OSError:
+                return
+            held.append(conn)          # read nothing, answer nothing
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        srv = make_server({"scan": {"clamd": f"{HOST}:{silent.getsockname()[1]}", "timeout": "2s"}}, name="scan-silent")
+        alice, bob = srv.add_account("alice"), srv.add_account("bob")
+        started = time.monotonic()
+        code, text = submit(srv, alice, bob, make_message(alice.address, bob.address, "hang", "hello\n"))
+        took = time.monotonic() - started
+        assert (code, text[:6]) == (451, b"4.3.0 "), (code, text)
+        assert 1.5 <= took < 15, took
+        assert held, "the server never asked the scanner"
+        assert pop_stat(srv, bob) == (0, 0)
+    finally:
+        stop.set()
+        silent.close()
+        for conn in held:
+            conn.close()
 
 
 def test_accept_policy_stores_the_message_marked_when_clamd_is_down(accepting, clamd):
