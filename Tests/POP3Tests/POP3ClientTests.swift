@@ -236,7 +236,8 @@ import Wire
             try await peer.expect("STAT")
             try await peer.waitForClose()  // never answers
         }) { connector in
-            let client = try await POP3Client.connect(connector, timeout: .seconds(1))
+            // Timeouts of a few seconds: the suite also runs on a loaded two-core machine.
+            let client = try await POP3Client.connect(connector, timeout: .seconds(3))
             await #expect(throws: POP3ClientError.timedOut) { _ = try await client.stat() }
             await #expect(throws: POP3ClientError.closed) { try await client.noop() }
         }
@@ -251,9 +252,9 @@ import Wire
             try await peer.send("+OK\r\n")
             try await peer.waitForClose()
         }) { connector in
-            let client = try await POP3Client.connect(connector, timeout: .seconds(1))
+            let client = try await POP3Client.connect(connector, timeout: .seconds(2))
             try await client.noop()
-            try await Task.sleep(for: .milliseconds(2500))
+            try await Task.sleep(for: .milliseconds(3500))
             try await client.noop()
             await client.close()
         }
