@@ -20,7 +20,6 @@ import hashlib
 import html
 import http.client
 import re
-import shutil
 import subprocess
 import urllib.parse
 import uuid
@@ -42,10 +41,12 @@ class GPG:
     def __init__(self, home: Path):
         self.home = Path(home)
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.env = {"GNUPGHOME": str(self.home), "PATH": "/usr/bin:/bin", "LANG": "C", "LC_ALL": "C"}
+        self.env = {"GNUPGHOME": str(self.home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        cmd = ["gpg", "--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", "", *args]
+        # --utf8-strings and --display-charset: user IDs given and shown as UTF-8, whatever the locale.
+        cmd = ["gpg", "--batch", "--no-tty", "--utf8-strings", "--display-charset", "utf-8",
+               "--pinentry-mode", "loopback", "--passphrase", "", *args]
         cp = subprocess.run(cmd, input=input if input is not None else b"", capture_output=True,
                             env=self.env, timeout=GPG_TIMEOUT)
         if check and cp.returncode != 0:
@@ -126,8 +127,7 @@ class GPG:
     def search_keys(self, port: int, query: str) -> str:
         """The listing --search-keys prints on standard output ("(1)\tUSER ID\n\t  255 bit EDDSA key
         KEYID, created: …"); in batch mode it then fails to read a choice. "" when nothing was found."""
-        cp = self.run("--display-charset", "utf-8", "--keyserver", f"hkp://{HOST}:{port}", "--search-keys", query,
-                      check=False)
+        cp = self.run("--keyserver", f"hkp://{HOST}:{port}", "--search-keys", query, check=False)
         listing, errors = cp.stdout.decode(errors="replace"), cp.stderr.decode(errors="replace")
         if not listing:
             assert "not found on keyserver" in errors, errors

@@ -18,32 +18,44 @@ public struct KeyBookPages: Sendable {
     let workers: @Sendable (@escaping @Sendable () throws -> [StoredKey]) async throws -> [StoredKey]
     let now: @Sendable () -> Double
 
-    /// What a lookup asks for, read from HKP's `search` or the page's box.
-    static func search(_ text: String, domain: String) -> KeyBook.Search? {
+    /// What a lookup asks for, read from HKP's `search` or the page's box: the readings to try, in
+    /// order. Hex with `0x` (as gpg sends it) is a fingerprint or key id; bare hex of those lengths
+    /// may also be an account name (`cafe1234`), so both are tried.
+    static func searches(_ text: String, domain: String) -> [KeyBook.Search] {
         var query = text.trimmingCharacters(in: .whitespaces)
-        guard !query.isEmpty, query.count <= 320 else { return nil }
+        guard !query.isEmpty, query.count <= 320 else { return [] }
         // "Name <addr>" as some clients send it.
         if let open = query.lastIndex(of: "<"), let close = query.lastIndex(of: ">"), open < close {
             query = String(query[query.index(after: open)..<close])
         }
         let lower = query.lowercased()
-        let hex = lower.hasPrefix("0x") ? String(lower.dropFirst(2)) : lower
-        if hex.allSatisfy(\.isHexDigit) {
+        let prefixed = lower.hasPrefix("0x")
+        let hex = prefixed ? String(lower.dropFirst(2)) : lower
+        var readings: [KeyBook.Search] = []
+        if !hex.isEmpty, hex.allSatisfy(\.isHexDigit) {
             switch hex.count {
-            case 40, 64: return .fingerprint(hex.uppercased())
-            case 16, 8: return .keyID(hex.uppercased())
+            case 40, 64: readings.append(.fingerprint(hex.uppercased()))
+            case 16, 8: readings.append(.keyID(hex.uppercased()))
             default: break
             }
         }
+        if prefixed { return readings }
         if let at = lower.lastIndex(of: "@") {
-            guard lower[lower.index(after: at)...] == domain else { return nil }
-            return .account(String(lower[..<at]))
+            guard lower[lower.index(after: at)...] == domain else { return readings }
+            return readings + [.account(String(lower[..<at]))]
         }
-        return lower.allSatisfy { $0.isLetter || $0.isNumber || "._-".contains($0) } ? .account(lower) : nil
+        if lower.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) { readings.append(.account(lower)) }
+        return readings
     }
 
-    func find(_ search: KeyBook.Search) async throws -> [StoredKey] {
-        try await workers { [book] in try book.lookup(search) }
+    func find(_ searches: [KeyBook.Search]) async throws -> [StoredKey] {
+        var found: [StoredKey] = []
+        for search in searches {
+            for key in try await workers({ [book] in try book.lookup(search) }) where !found.contains(where: { $0.fingerprint == key.fingerprint }) {
+                found.append(key)
+            }
+        }
+        return found
     }
 
     func register(on router: Router<BasicRequestContext>) {
@@ -66,10 +78,12 @@ public struct KeyBookPages: Sendable {
         let query = request.uri.queryParameters
         let op = query["op"].map(String.init) ?? "get"
         let machineReadable = query["options"].map { $0.split(separator: ",").contains("mr") } ?? false
-        guard let text = query["search"].map(String.init), let search = Self.search(text, domain: domain) else {
+        let text = query["search"].map(String.init) ?? ""
+        let searches = Self.searches(text, domain: domain)
+        guard !searches.isEmpty else {
             return Self.text("search: give an address at \(domain), a fingerprint or a key id\n", status: .badRequest)
         }
-        let keys = try await find(search)
+        let keys = try await find(searches)
         switch op {
         case "get":
             guard !keys.isEmpty else { return Self.text("No keys found\n", status: .notFound) }
@@ -97,8 +111,9 @@ public struct KeyBookPages: Sendable {
         var context: [String: Any] = ["pageTitle": "Key book", "search": text, "domain": domain]
         if !text.isEmpty {
             context["searched"] = true
-            if let search = Self.search(text, domain: domain) {
-                let keys = try await find(search)
+            let searches = Self.searches(text, domain: domain)
+            if !searches.isEmpty {
+                let keys = try await find(searches)
                 context["results"] = keys.map(row)
                 context["hasResults"] = !keys.isEmpty
             } else {
@@ -144,7 +159,7 @@ public struct KeyBookPages: Sendable {
         }
         var keys: [StoredKey] = []
         if let local, WKD.hash(localPart: local) == hash {
-            keys = try await find(.account(local.lowercased()))
+            keys = try await find([.account(local.lowercased())])
         } else {
             // Without `l`, the listed keys are few enough to hash each name.
             keys = try await workers { [book] in try book.all().filter(\.listed).map(\.key) }
