@@ -126,6 +126,8 @@ final class SubmissionService: SubmissionBackend {
     /// Internet-bound preparation keeps none of it).
     static func markedUnscanned(_ message: ByteBuffer, if unscanned: Bool) -> ByteBuffer {
         guard unscanned else { return message }
+        // Marked once (the gateway may have marked it already).
+        if HeaderSection.parse(message.readableBytesView).fields.contains(where: { $0.name.lowercased() == "x-postern-scan" }) { return message }
         // Below a Return-Path, which stays first (RFC 5321 4.4).
         let bytes = message.readableBytesView
         var split = bytes.startIndex

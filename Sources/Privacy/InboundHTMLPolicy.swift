@@ -23,16 +23,42 @@ public enum InboundHTMLPolicy {
     static let replacedFields: Set<String> = ["content-type", "content-transfer-encoding"]
 
     public static func apply(_ message: [UInt8]) -> Result {
+        apply(message, depth: 0)
+    }
+
+    /// Forwarded messages inside forwarded messages: a bound, as for MIME nesting.
+    static let maximumEmbedding = 8
+
+    static func apply(_ message: [UInt8], depth: Int) -> Result {
         let root = MIMEEntity.parse(message, lenient: true)
-        var targets: [MIMEEntity] = []
+        var targets: [Target] = []
         collect(root, into: &targets)
+        if depth >= maximumEmbedding { targets.removeAll { if case .embedded = $0 { return true } else { return false } } }
         guard !targets.isEmpty else { return Result(message: message, parts: 0, removedRemoteReferences: 0, removedActiveContent: 0) }
         let sanitiser = HTMLSanitiser()
         var out: [UInt8] = []
         out.reserveCapacity(message.count)
         var position = 0
         var result = Result(message: [], parts: 0, removedRemoteReferences: 0, removedActiveContent: 0)
-        for part in targets.sorted(by: { $0.range.lowerBound < $1.range.lowerBound }) where part.range.lowerBound >= position {
+        for target in targets.sorted(by: { $0.entity.range.lowerBound < $1.entity.range.lowerBound })
+        where target.entity.range.lowerBound >= position {
+            let part = target.entity
+            switch target {
+            case .embedded:
+                // A forwarded message (RFC 2046 5.2.1): its own HTML made harmless, its bytes
+                // otherwise kept; its encoding can only be 7bit, 8bit or binary.
+                let inner = apply(Array(message[part.bodyRange]), depth: depth + 1)
+                guard inner.parts > 0 else { continue }
+                out.append(contentsOf: message[position..<part.bodyRange.lowerBound])
+                out.append(contentsOf: inner.message)
+                result.parts += inner.parts
+                result.removedRemoteReferences += inner.removedRemoteReferences
+                result.removedActiveContent += inner.removedActiveContent
+                position = part.bodyRange.upperBound
+                continue
+            case .html:
+                break
+            }
             out.append(contentsOf: message[position..<part.range.lowerBound])
             let encoding = part.fields.last { $0.name.lowercased() == "content-transfer-encoding" }?.value
             let decoded = MIMETransferEncoding.decode(message[part.bodyRange], encoding: encoding).0
@@ -58,18 +84,39 @@ public enum InboundHTMLPolicy {
         return result
     }
 
+    enum Target {
+        /// A text/html part, or a multipart the parser could not read (made harmless whole).
+        case html(MIMEEntity)
+        /// A message/rfc822 part: its own HTML parts are rewritten.
+        case embedded(MIMEEntity)
+
+        var entity: MIMEEntity {
+            switch self {
+            case .html(let entity), .embedded(let entity): return entity
+            }
+        }
+    }
+
     private static let crlf: [UInt8] = [0x0D, 0x0A]
 
-    /// The HTML parts a reader's client would show: text/html leaves not marked as attachments.
-    /// (A forwarded message/rfc822 is an attachment: shown only if the reader opens it.)
-    static func collect(_ entity: MIMEEntity, into targets: inout [MIMEEntity]) {
+    /// The HTML parts a reader's client would show: text/html leaves not marked as attachments,
+    /// and forwarded messages (clients show them inline, attachment or not).
+    static func collect(_ entity: MIMEEntity, into targets: inout [Target]) {
         if let parts = entity.parts {
             for part in parts { collect(part, into: &targets) }
             return
         }
-        guard entity.contentType.value.lowercased() == "text/html" else { return }
+        let type = entity.contentType.value.lowercased()
+        if type == "message/rfc822" {
+            targets.append(.embedded(entity))
+            return
+        }
+        // A multipart MIMEEntity could not read (a boundary over 70 characters, nesting deeper
+        // than MIMEEntity.maximumDepth, no delimiter) is read by mail clients all the same: its
+        // whole body is made harmless as one HTML part rather than passed on untouched.
+        guard type == "text/html" || type.hasPrefix("multipart/") else { return }
         let disposition = entity.fields.last { $0.name.lowercased() == "content-disposition" }.map { MIMEParameters(parsing: $0.value).value.lowercased() }
-        if disposition == "attachment" { return }
-        targets.append(entity)
+        if disposition == "attachment" && type == "text/html" { return }
+        targets.append(.html(entity))
     }
 }

@@ -24,7 +24,6 @@ import pytest
 from harness import HOST
 from mailutil import make_message, send_raw, server_answers, smtp_connect, wait_for_count
 from peers import IRCClient, Ngircd
-from sink import free_port
 
 BOT = "postman"
 GATHER = 2.0        # [irc] gather
