@@ -14,7 +14,7 @@ from mailutil import RawSMTP, fetch_all, make_message, pop_login, send_raw, smtp
 def test_graceful_shutdown_and_restart(make_server, sig):
     srv = make_server(name=f"life-{sig.name}")
     lines = [ln for ln in srv.stdout_lines if LISTEN_RE.match(ln)]
-    assert sorted(ln.split()[0] for ln in lines) == ["pop3", "smtp"], srv.stdout_lines
+    assert sorted(ln.split()[0] for ln in lines) == ["pop3", "smtp", "web"], srv.stdout_lines
     assert all(f"{HOST}:" in ln for ln in lines), lines
     a, b = srv.add_account("alice"), srv.add_account("bob")
     msg = make_message(a.address, b.address, "survives restart", f"persist {token()}\n")

@@ -56,6 +56,16 @@ def error(driver) -> str:
     return wait_for(lambda: driver.find_element(By.CSS_SELECTOR, "p.error").text, what="an error on the page")
 
 
+def expect_notice(driver, text: str) -> None:
+    """Waits for the next page's notice to say `text` (the previous page's may still be shown
+    for a moment after a click)."""
+    wait_for(lambda: text in driver.find_element(By.CSS_SELECTOR, "p.notice").text, what=f"the notice {text!r}")
+
+
+def expect_error(driver, text: str) -> None:
+    wait_for(lambda: text in driver.find_element(By.CSS_SELECTOR, "p.error").text, what=f"the error {text!r}")
+
+
 def show(srv, name: str) -> str:
     return srv.cli("account", "show", name).stdout
 
@@ -85,7 +95,7 @@ def test_signup_and_every_setting_with_javascript(web_server, browser):
     assert b.find_element(By.NAME, "stamp").get_attribute("value") == ""
     b.find_element(By.CSS_SELECTOR, "#signup button[type=submit]").click()
     # The page's script mints the stamp, then the form goes; the account page greets.
-    assert "Your address is walker@mail.i2p" in notice(b)
+    expect_notice(b, "Your address is walker@mail.i2p")
     assert b.current_url.endswith("/account")
     assert "delay: defer" in show(srv, "walker")
     assert pop3_login(srv, "walker", "first-password-1")
@@ -94,18 +104,18 @@ def test_signup_and_every_setting_with_javascript(web_server, browser):
     # Delay mode.
     b.find_element(By.CSS_SELECTOR, "input[name=delay][value=pool]").click()
     b.find_element(By.CSS_SELECTOR, "#delay button").click()
-    assert "Delay saved: pool" in notice(b)
+    expect_notice(b, "Delay saved: pool")
     assert "delay: pool" in show(srv, "walker")
     assert b.find_element(By.CSS_SELECTOR, "input[name=delay][value=pool]").is_selected()
 
     # IRC nick: a bad one is refused with the reason, a good one kept, an empty one clears it.
     fill(b, irc_nick="9bad nick")
     b.find_element(By.CSS_SELECTOR, "#irc button").click()
-    assert "not a valid IRC nickname" in error(b)
+    expect_error(b, "not a valid IRC nickname")
     b.get(srv.web_url + "/account")
     fill(b, irc_nick="walker_irc")
     b.find_element(By.CSS_SELECTOR, "#irc button").click()
-    assert "IRC nick saved: walker_irc" in notice(b)
+    expect_notice(b, "IRC nick saved: walker_irc")
     assert "irc_nick: walker_irc" in show(srv, "walker")
 
     # Privacy options: both checkboxes turned the other way.
@@ -115,19 +125,19 @@ def test_signup_and_every_setting_with_javascript(web_server, browser):
     html_box.click()
     listing_box.click()
     b.find_element(By.CSS_SELECTOR, "#options button").click()
-    assert "Privacy options saved" in notice(b)
+    expect_notice(b, "Privacy options saved")
     assert b.find_element(By.NAME, "html_sanitise").is_selected() is not html_before
     assert b.find_element(By.NAME, "key_listing").is_selected() is not listing_before
 
     # Password: a wrong current one changes nothing; the right one does, for POP3 too.
     fill(b, current="not-my-password", new="second-password-2", new2="second-password-2")
     b.find_element(By.CSS_SELECTOR, "#password button").click()
-    assert "current password is wrong" in error(b)
+    expect_error(b, "current password is wrong")
     assert pop3_login(srv, "walker", "first-password-1")
     b.get(srv.web_url + "/account")
     fill(b, current="first-password-1", new="second-password-2", new2="second-password-2")
     b.find_element(By.CSS_SELECTOR, "#password button").click()
-    assert "Password changed" in notice(b)
+    expect_notice(b, "Password changed")
     assert pop3_login(srv, "walker", "second-password-2")
     assert not pop3_login(srv, "walker", "first-password-1")
 
@@ -138,7 +148,7 @@ def test_signup_and_every_setting_with_javascript(web_server, browser):
     assert b.current_url.endswith("/login")
     fill(b, name="walker", password="first-password-1")
     b.find_element(By.CSS_SELECTOR, "#login button").click()
-    assert "Wrong account name or password" in error(b)
+    expect_error(b, "Wrong account name or password")
     screenshot(b, "account-login")
     time.sleep(1.1)  # the shared back-off (1 s in the tests) after that failure
     fill(b, name="walker", password="second-password-2")
@@ -159,7 +169,7 @@ def test_signup_and_every_setting_with_javascript(web_server, browser):
     b.get(srv.web_url + "/signup")
     fill(b, name="walker", password="third-password-3", password2="third-password-3")
     b.find_element(By.CSS_SELECTOR, "#signup button[type=submit]").click()
-    assert "stays reserved" in error(b)
+    expect_error(b, "stays reserved")
 
 
 def test_signup_without_javascript_takes_a_pasted_stamp(web_server, plain_browser):
@@ -169,32 +179,32 @@ def test_signup_without_javascript_takes_a_pasted_stamp(web_server, plain_browse
     # No stamp: the form says what is missing (the script that would mint it does not run).
     fill(b, name="nojs", password="plain-password-1", password2="plain-password-1")
     b.find_element(By.CSS_SELECTOR, "#signup button[type=submit]").click()
-    assert "Proof of work is missing" in error(b)
+    expect_error(b, "Proof of work is missing")
     # A stamp for another address is refused.
     other = srv.cli("hashcash", "mint", "--bits", str(SIGNUP_BITS), "someone@mail.i2p").stdout.strip()
     fill(b, password="plain-password-1", password2="plain-password-1", stamp=other)
     b.find_element(By.CSS_SELECTOR, "#signup button[type=submit]").click()
-    assert "not valid for nojs@mail.i2p" in error(b)
+    expect_error(b, "is for someone@mail.i2p")
     # Too few bits is refused.
     weak = srv.cli("hashcash", "mint", "--bits", "4", "nojs@mail.i2p").stdout.strip()
     fill(b, password="plain-password-1", password2="plain-password-1", stamp=weak)
     b.find_element(By.CSS_SELECTOR, "#signup button[type=submit]").click()
-    assert "not valid" in error(b)
+    expect_error(b, "has 4 bits, 12 are required")
     stamp = srv.cli("hashcash", "mint", "--bits", str(SIGNUP_BITS), "nojs@mail.i2p").stdout.strip()
     fill(b, password="plain-password-1", password2="plain-password-1", stamp=stamp)
     b.find_element(By.CSS_SELECTOR, "#signup button[type=submit]").click()
-    assert "Your address is nojs@mail.i2p" in notice(b)
+    expect_notice(b, "Your address is nojs@mail.i2p")
     # Every setting works with JavaScript off too: plain forms.
     b.find_element(By.CSS_SELECTOR, "input[name=delay][value=batch]").click()
     b.find_element(By.CSS_SELECTOR, "#delay button").click()
-    assert "Delay saved: batch" in notice(b)
+    expect_notice(b, "Delay saved: batch")
     assert "delay: batch" in show(srv, "nojs")
     # The same stamp cannot buy a second account (nor quota: one table of spent stamps).
     b.find_element(By.CSS_SELECTOR, "header form button").click()
     b.get(srv.web_url + "/signup")
     fill(b, name="nojs", password="plain-password-1", password2="plain-password-1", stamp=stamp)
     b.find_element(By.CSS_SELECTOR, "#signup button[type=submit]").click()
-    assert "already exists" in error(b)
+    expect_error(b, "already exists")
 
 
 # -- plain HTTP: the safety rules -------------------------------------------------------------

@@ -150,6 +150,14 @@ def notice(b) -> str:
         raise AssertionError(f"no notice on {b.current_url}: {b.find_element(By.TAG_NAME, 'body').text[:2000]}")
 
 
+def expect_notice(b, text: str) -> None:
+    """Waits for the next page's notice to say `text`."""
+    try:
+        wait_for(lambda: text in b.find_element(By.CSS_SELECTOR, "p.notice").text, timeout=20, what=f"the notice {text!r}")
+    except AssertionError:
+        raise AssertionError(f"no notice {text!r} on {b.current_url}: {b.find_element(By.TAG_NAME, 'body').text[:2000]}")
+
+
 def open_row(b, text: str):
     """Opens the message whose subject contains `text`, paging through the inbox as needed."""
     b.get(b.current_url.split("?")[0] if "/folder/" in b.current_url else b.current_url)
@@ -257,7 +265,7 @@ def test_webmail_walk(world):
     b.find_element(By.NAME, "attachments").send_keys(str(upload))
     screenshot(b, "webmail-compose")
     b.find_element(By.ID, "send").click()
-    assert "Sent to 2 recipients" in notice(b)
+    expect_notice(b, "Sent to 2 recipients")
     assert "Composed with a file" in b.find_element(By.ID, "messages").text  # the Sent folder
     got = wait_mail(srv, bob, lambda m: m["Subject"] == "Composed with a file", "the composed mail at Bob")
     assert "COMPOSED-MARKER-55aa" in got.get_body(("plain",)).get_content()
@@ -312,7 +320,7 @@ def test_webmail_walk(world):
     b.find_element(By.NAME, "subject").send_keys("A draft")
     b.find_element(By.NAME, "body").send_keys("DRAFT-MARKER-d4f7")
     b.find_element(By.ID, "save-draft").click()
-    assert "Draft saved" in notice(b)
+    expect_notice(b, "Draft saved")
     assert "A draft" in b.find_element(By.ID, "messages").text
     screenshot(b, "webmail-drafts")
     b.find_element(By.LINK_TEXT, "A draft").click()
@@ -333,14 +341,14 @@ def test_webmail_walk(world):
     b.get(webmail.url + "/inbox")
     open_row(b, "broken")
     b.find_element(By.ID, "delete").click()
-    assert "moved to Trash" in notice(b)
+    expect_notice(b, "moved to Trash")
     assert len(mailbox(srv, alice)) == before - 1
     b.get(webmail.url + "/folder/trash")
     assert "broken" in b.find_element(By.ID, "messages").text
     screenshot(b, "webmail-trash")
     b.find_element(By.CSS_SELECTOR, "#messages td a").click()
     b.find_element(By.ID, "delete").click()
-    assert "deleted for good" in notice(b)
+    expect_notice(b, "deleted for good")
     assert "No messages." in b.find_element(By.TAG_NAME, "main").text
 
     # Check for new mail picks up what arrived meanwhile.

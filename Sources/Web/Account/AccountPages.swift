@@ -210,7 +210,7 @@ public final class AccountPages: Sendable {
     /// The app on `host`:`port`; `onRunning` gets the bound address.
     public func application(host: String, port: Int, onRunning: @escaping @Sendable (SocketAddress?) async -> Void) -> Application<RouterResponder<BasicRequestContext>> {
         Application(router: router(), server: .postern(), configuration: .init(address: .hostname(host, port: port), serverName: nil),
-                    onServerRunning: { channel in await onRunning(channel.localAddress) }, logger: logger)
+                    onServerRunning: { channel in await onRunning(channel.localAddress) }, logger: WebServer.frameworkLogger(logger))
     }
 
     // MARK: sessions

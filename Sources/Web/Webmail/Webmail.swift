@@ -69,7 +69,7 @@ public final class Webmail: Sendable {
 
     public func application(host: String, port: Int, onRunning: @escaping @Sendable (SocketAddress?) async -> Void) -> Application<RouterResponder<BasicRequestContext>> {
         Application(router: router(), server: .postern(), configuration: .init(address: .hostname(host, port: port), serverName: nil),
-                    onServerRunning: { channel in await onRunning(channel.localAddress) }, logger: logger)
+                    onServerRunning: { channel in await onRunning(channel.localAddress) }, logger: WebServer.frameworkLogger(logger))
     }
 
     public func router() -> Router<BasicRequestContext> {
