@@ -338,7 +338,7 @@ private func message(_ count: Int) -> ByteBuffer {
         let client = ClamdClient(address: clamd.address, group: group, timeout: .seconds(30))
         let start = ContinuousClock.now
         #expect(await client.scan(message(10)) == .unavailable("unexpected reply from clamd"))
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(20))
         try await clamd.stop()
     }
 
@@ -357,7 +357,8 @@ private func message(_ count: Int) -> ByteBuffer {
         let client = ClamdClient(address: clamd.address, group: group, timeout: .milliseconds(300))
         let start = ContinuousClock.now
         #expect(await client.scan(message(100)) == .unavailable("clamd timed out"))
-        #expect(ContinuousClock.now - start < .seconds(3))
+        // Far below "forever", with room for a test process whose shared event loops are busy.
+        #expect(ContinuousClock.now - start < .seconds(15))
         #expect(await client.ping() == false)
         try await clamd.stop()
     }
