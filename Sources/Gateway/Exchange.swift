@@ -212,14 +212,9 @@ actor ExchangeSession: SubmissionBackend {
         defer { mailLine = nil; recipientLines = [] }
         // SCAN-1: infected mail is refused in the dialogue (no bounce to a forged sender), before
         // anything reaches the core.
-        var unscanned = false
-        if let scan = settings.scan {
-            switch await scan.decide(message) {
-            case .pass: break
-            case .passUnscanned: unscanned = true
-            case .refuse(let code, let status, let text): return .rejected(SMTPReply(code, status, text))
-            }
-        }
+        let decision = await settings.scan?.decide(message) ?? .pass
+        if case .refuse(let code, let status, let text) = decision { return .rejected(SMTPReply(code, status, text)) }
+        let unscanned = decision == .passUnscanned
         let bytes = Array(message.readableBytesView)
         let now = Int64(Date().timeIntervalSince1970)
         let dkim = await DKIM.verify(bytes, keys: exchange.resolver, now: now)

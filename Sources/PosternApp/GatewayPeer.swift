@@ -80,14 +80,9 @@ final class GatewayAwareConnection: SubmissionBackend {
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
         guard fromGateway else { return await service.deliver(envelope, message: message) }
-        var unscanned = false
-        if let scan = service.scan {
-            switch await scan.decide(message) {
-            case .pass: break
-            case .passUnscanned: unscanned = true
-            case .refuse(let code, let status, let text): return .rejected(SMTPReply(code, status, text))
-            }
-        }
+        let decision = await service.scan?.decide(message) ?? .pass
+        if case .refuse(let code, let status, let text) = decision { return .rejected(SMTPReply(code, status, text)) }
+        let unscanned = decision == .passUnscanned
         return await withCheckedContinuation { continuation in
             deliverFromGateway(envelope, message: message, unscanned: unscanned) { continuation.resume(returning: $0) }
         }

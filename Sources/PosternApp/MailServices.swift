@@ -264,14 +264,9 @@ final class SubmissionService: SubmissionBackend {
     }
 
     func deliver(_ envelope: SubmissionEnvelope, message: ByteBuffer) async -> DeliveryOutcome {
-        var unscanned = false
-        if let scan {
-            switch await scan.decide(message) {
-            case .pass: break
-            case .passUnscanned: unscanned = true
-            case .refuse(let code, let status, let text): return .rejected(SMTPReply(code, status, text))
-            }
-        }
+        let decision = await scan?.decide(message) ?? .pass
+        if case .refuse(let code, let status, let text) = decision { return .rejected(SMTPReply(code, status, text)) }
+        let unscanned = decision == .passUnscanned
         return await withCheckedContinuation { continuation in
             deliverOnWorker(envelope, message: message, ids: nil, unscanned: unscanned) { continuation.resume(returning: $0) }
         }

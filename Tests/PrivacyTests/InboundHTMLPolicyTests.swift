@@ -471,4 +471,52 @@ private let tracker = "http://tracker.example/p.gif"
             #expect(outsideOnce == outsideTwice)
         }
     }
+
+    // MARK: - forwarded messages
+
+    /// A forwarded message's HTML is what a client shows inline: rewritten, its header and the
+    /// outer message's other bytes kept.
+    @Test func forwardedMessagesHaveTheirHTMLRewritten() {
+        let input = """
+            Subject: fwd
+            MIME-Version: 1.0
+            Content-Type: multipart/mixed; boundary="out"
+
+            --out
+            Content-Type: text/plain
+
+            see below
+            --out
+            Content-Type: message/rfc822
+            Content-Disposition: attachment; filename="original.eml"
+
+            Subject: original
+            Content-Type: text/html
+
+            <p>inner</p><img src="http://tracker.example/inner.gif">
+            --out--
+
+            """
+        let result = apply(input)
+        let out = string(result.message)
+        #expect(result.parts == 1)
+        #expect(result.removedRemoteReferences >= 1)
+        #expect(!out.contains("tracker.example"))
+        #expect(out.contains("Subject: original\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable"))
+        #expect(out.hasPrefix(string(crlf("Subject: fwd\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"out\"\n\n--out\nContent-Type: text/plain\n\nsee below\n--out\n"))))
+    }
+
+    /// Forwarded inside forwarded stops at a bound, as MIME nesting does.
+    @Test func forwardingIsFollowedOnlySoDeep() {
+        var message = "Subject: 0\nContent-Type: text/html\n\n<img src=\"http://tracker.example/deep.gif\">\n"
+        for level in 1...(InboundHTMLPolicy.maximumEmbedding + 1) {
+            message = "Subject: \(level)\nContent-Type: message/rfc822\n\n" + message
+        }
+        #expect(apply(message).parts == 0)
+        var shallow = "Subject: 0\nContent-Type: text/html\n\n<img src=\"http://tracker.example/deep.gif\">\n"
+        for level in 1...InboundHTMLPolicy.maximumEmbedding {
+            shallow = "Subject: \(level)\nContent-Type: message/rfc822\n\n" + shallow
+        }
+        #expect(apply(shallow).parts == 1)
+    }
 }

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import http.client
 import re
 import subprocess
 import urllib.parse
@@ -27,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import DOMAIN, HOST, Account, PosternServer
+from harness import HOST, Account, PosternServer
 from mailutil import body_of, make_message, send_raw, wait_for_count
+from webclient import WebClient
 
 GPG_TIMEOUT = 60
 
@@ -183,28 +183,8 @@ def test_wkd_hash_of_the_draft():
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-class Web:
-    """A cookie-keeping HTTP client (HTTP/1.1, one connection per request) with form posts."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        conn.request(method, path, body=body, headers=h)
-        resp = conn.getresponse()
-        data = resp.read()
-        for value in resp.headers.get_all("Set-Cookie") or []:
-            name, _, rest = value.partition("=")
-            self.cookies[name] = rest.split(";", 1)[0]
-            if "Max-Age=0" in value:
-                self.cookies.pop(name, None)
-        conn.close()
-        return resp, data
+class Web(WebClient):
+    """Responses as bytes (keys are binary); `text` for pages."""
 
     def get(self, path: str):
         return self.request("GET", path)
@@ -214,25 +194,7 @@ class Web:
         return resp.status, html.unescape(data.decode("utf-8", "replace"))
 
     def post(self, path: str, fields: dict):
-        return self.request("POST", path, urllib.parse.urlencode(fields).encode(),
-                            {"Content-Type": "application/x-www-form-urlencoded"})
-
-    def post_multipart(self, path: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]]):
-        """multipart/form-data as a browser sends it: fields, then files (name -> (filename, bytes))."""
-        boundary = "----postern-" + uuid.uuid4().hex
-        parts = []
-        for name, value in fields.items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-                         + value.encode() + b"\r\n")
-        for name, (filename, data) in files.items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                         f'Content-Type: application/octet-stream\r\n\r\n'.encode() + data + b"\r\n")
-        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-        return self.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-
-    def csrf(self, path: str) -> str:
-        _, page = self.text(path)
-        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        return self.post_form(path, fields)
 
 
 def login(srv: PosternServer, acct: Account) -> Web:

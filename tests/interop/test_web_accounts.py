@@ -5,17 +5,15 @@ cookies, CSP, oversized and malformed forms, expired sessions, the sign-up limit
 """
 from __future__ import annotations
 
-import http.client
 import poplib
-import re
 import time
-import urllib.parse
 
 import pytest
 from selenium.webdriver.common.by import By
 
 from browser import make_browser, screenshot, wait_for
 from harness import HOST
+from webclient import WebClient
 
 SIGNUP_BITS = 12
 WEB = {"web": {"listen": f"{HOST}:0", "signup_bits": SIGNUP_BITS}}
@@ -209,39 +207,16 @@ def test_signup_without_javascript_takes_a_pasted_stamp(web_server, plain_browse
 
 # -- plain HTTP: the safety rules -------------------------------------------------------------
 
-class Client:
-    """A cookie-keeping HTTP client for the checks a browser would hide."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
-        h = dict(headers or {})
-        if self.cookies:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        conn.request(method, path, body=body, headers=h)
-        resp = conn.getresponse()
-        data = resp.read()
-        for value in resp.headers.get_all("Set-Cookie") or []:
-            name, _, rest = value.partition("=")
-            self.cookies[name] = rest.split(";", 1)[0]
-            if "Max-Age=0" in value:
-                self.cookies.pop(name, None)
-        conn.close()
-        return resp, data.decode("utf-8", "replace")
+class Client(WebClient):
+    """Pages as text, for the checks a browser would hide."""
 
     def get(self, path):
-        return self.request("GET", path)
+        resp, data = self.request("GET", path)
+        return resp, data.decode("utf-8", "replace")
 
     def post(self, path, fields: dict, raw: bytes | None = None):
-        body = raw if raw is not None else urllib.parse.urlencode(fields).encode()
-        return self.request("POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"})
-
-    def csrf(self, path: str) -> str:
-        _, page = self.get(path)
-        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        resp, data = self.post_form(path, fields, raw)
+        return resp, data.decode("utf-8", "replace")
 
 
 def test_pages_carry_strict_headers_and_cookies(web_server):

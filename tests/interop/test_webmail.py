@@ -185,7 +185,6 @@ def all_subjects(b) -> list[str]:
 def test_webmail_walk(world):
     srv, alice, bob, carol, b = world["srv"], world["alice"], world["bob"], world["carol"], world["b"]
     tracker, webmail = world["tracker"], world["webmail"]
-    assert b.execute_script is not None
     # The Message-ID of the plain mail as Alice's mailbox holds it (the core gave it a new one).
     plain_id = next(m["Message-ID"] for m in mailbox(srv, alice) if "Plain hello" in m["Subject"])
 
@@ -406,7 +405,6 @@ def test_webmail_refuses_bad_requests_with_a_page(world):
     resp, page = c.post("/compose", {"csrf": token, "subject": "s", "body": "b", "action": "send"})
     assert resp.status == 400 and "Name at least one recipient" in page
     # The HTML frame's own policy forbids every remote load and all script.
-    html_ref = None
     c.get("/inbox?refresh=1")
     _, inbox = c.get("/inbox?sort=subject&order=asc")
     resp, page = c.get("/inbox")

@@ -319,9 +319,10 @@ public final class AccountPages: Sendable {
             created = true
             logger.info("account created on the web")
             sessions.remove(visitor.id)
-            var session = sessions.create(AccountVisitor(account: account.name))
-            session.notice = "Welcome! Your address is \(address). Configure your mail client or the webmail with your account name and password."
-            sessions.update(session.id) { $0.notice = session.notice }
+            let session = sessions.create(AccountVisitor(account: account.name))
+            sessions.update(session.id) {
+                $0.notice = "Welcome! Your address is \(address). Configure your mail client or the webmail with your account name and password."
+            }
             return Response.seeOther("/account", headers: SessionCookie.set(Self.cookie, session.id))
         } catch let error as AccountError {
             return refuse(error.description, error == .stampSpent ? .badRequest : .conflict)
@@ -377,7 +378,7 @@ public final class AccountPages: Sendable {
             context["keyBook"] = true
             if let key = try await onWorkers({ try keyBook.key(of: account.name) }) {
                 var row: [String: Any] = ["fingerprint": KeyBookPages.grouped(key.fingerprint), "created": KeyBookPages.day(key.created),
-                                          "algorithm": (try? KeyPublication.inspect(key.key)).map { $0.algorithm + ($0.bits.map { " \($0)" } ?? "") } ?? "",
+                                          "algorithm": KeyBookPages.algorithmText(key),
                                           "listed": account.keyListing]
                 if let expires = key.expires { row["expires"] = KeyBookPages.day(expires) }
                 context["key"] = row
@@ -396,7 +397,6 @@ public final class AccountPages: Sendable {
             let notice = try await apply(form, name)
             sessions.update(session.id) { $0.notice = notice }
         } catch let error as AccountError {
-            sessions.update(session.id) { $0.notice = nil }
             return pages.problem(error.description, status: .badRequest, back: "/account")
         } catch let error as FormError {
             return pages.problem(error.description, status: .badRequest, back: "/account")

@@ -124,17 +124,25 @@ public struct KeyBookPages: Sendable {
     }
 
     func row(_ key: StoredKey) -> [String: Any] {
-        let info = try? KeyPublication.inspect(key.key)
         var row: [String: Any] = [
             "address": "\(key.accountName)@\(domain)",
             "userID": key.userID,
             "fingerprint": Self.grouped(key.fingerprint),
-            "algorithm": info.map { $0.algorithm + ($0.bits.map { " \($0)" } ?? "") + ($0.curve.map { " (\($0))" } ?? "") } ?? "\(key.algorithm)",
+            "algorithm": Self.algorithmText(key),
             "created": Self.day(key.created),
             "href": "/pks/lookup?op=get&options=mr&search=0x\(key.fingerprint)",
         ]
         if let expires = key.expires { row["expires"] = Self.day(expires) }
         return row
+    }
+
+    /// "EdDSA (legacy) 255 (Ed25519)", "RSA 2048": the stored key read once more for its curve,
+    /// else the stored algorithm number and size.
+    static func algorithmText(_ key: StoredKey) -> String {
+        guard let info = try? KeyPublication.inspect(key.key) else {
+            return PublicKeyAlgorithm.name(UInt8(clamping: key.algorithm)) + (key.bits.map { " \($0)" } ?? "")
+        }
+        return info.algorithm + (info.bits.map { " \($0)" } ?? "") + (info.curve.map { " (\($0))" } ?? "")
     }
 
     static func grouped(_ hex: String) -> String {

@@ -166,16 +166,28 @@ actor Mailbox {
         return bytes
     }
 
-    /// Moves `uid` from the server to the local Trash: sealed there first, then deleted on the
-    /// server, so a failure in between leaves a copy rather than none.
+    /// Moves `uid` from the server to the local Trash, in one POP3 session: the copy is sealed
+    /// before DELE, which takes effect only at QUIT (RFC 1939 6), so a failure in between leaves
+    /// the message on the server rather than nowhere.
     func moveToTrash(_ uid: String, now: Int64) async throws {
-        let bytes = try await message(uid)
-        if let folders {
-            let view = MessageView(parsing: bytes)
-            _ = try await folders.save(bytes, in: .trash, summary: (subject: view.subject, from: view.from, to: view.to.joined(separator: ", "), date: view.date), now: now)
-        }
+        let cached = recent.first { $0.uid == uid }?.bytes
+        let folders = self.folders
         try await session { client in
-            guard let number = try await client.uidl().first(where: { $0.uid == uid })?.number else { return }
+            guard let number = try await client.uidl().first(where: { $0.uid == uid })?.number else {
+                throw MailboxProblem(description: "This message is no longer on the server.")
+            }
+            if let folders {
+                let bytes: [UInt8]
+                if let cached { bytes = cached } else { bytes = try await client.retrieve(number) }
+                let view = MessageView(parsing: bytes)
+                do {
+                    _ = try await folders.save(bytes, in: .trash,
+                                               summary: (subject: view.subject, from: view.from, to: view.to.joined(separator: ", "), date: view.date),
+                                               now: now)
+                } catch {
+                    throw MailboxProblem(description: "The message could not be kept in Trash (\(error)); it stays on the server.")
+                }
+            }
             try await client.delete(number)
         }
         inbox[uid] = nil
